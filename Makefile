@@ -1,0 +1,45 @@
+# Two entry points on a fresh machine (see README):
+#   make serve   set up .venv and run `writ serve` on embedded defaults
+#   make test    set up .venv with the test tools and run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: serve test lint schemas bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime install: Writ and its dependencies only.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Test install: the test extras, plus real OPA as a library for the parity suite.
+# opa-golib-python-bindings declares Python >= 3.14 but loads on 3.11 (see FIELD-NOTES).
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --ignore-requires-python 'opa-golib-python-bindings==0.4.4'
+	touch $(VENV)/.runtime $@
+
+serve: $(VENV)/.runtime
+	$(BIN)/writ serve
+
+test: $(VENV)/.test
+	$(BIN)/writ policy check
+	$(BIN)/writ policy test
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check engine attestations plans tests benchmarks
+	$(BIN)/mypy
+
+schemas: $(VENV)/.runtime
+	$(BIN)/python -m writ.engine.policy.schema schemas/
+
+bench: $(VENV)/.test
+	$(BIN)/python benchmarks/policy_decisions.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

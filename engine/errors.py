@@ -1,0 +1,89 @@
+"""Every error Writ raises on purpose, in one place.
+
+Each error carries a stable ``code`` (what a program matches on) and a message
+(what a person reads): a short fact with what was got and what was expected.
+No raw ``ValueError``, ``KeyError`` or library exception should reach a user;
+the CLI prints ``error[code]: message`` for any ``WritError`` and exits non-zero.
+
+    try:
+        engine = EmbeddedEngine.from_dir("policies/")
+    except PolicyLoadError as e:
+        print(e.code, e)      # policy_invalid  policies/authz.rego:12: ...
+"""
+
+from __future__ import annotations
+
+
+class WritError(Exception):
+    """Base of every error Writ raises on purpose."""
+
+    code: str = "writ_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(WritError):
+    """A setting, a file path or an environment variable is wrong."""
+
+    code = "config_invalid"
+
+
+class InputError(WritError):
+    """Input from outside (a file, a request, an agent) is malformed or too big."""
+
+    code = "input_invalid"
+
+
+class PolicyLoadError(WritError):
+    """A policy set could not be loaded: parse error, unsupported builtin, bad data file."""
+
+    code = "policy_invalid"
+
+
+class PolicyEvaluationError(WritError):
+    """A policy engine failed to produce a decision. The caller denies."""
+
+    code = "engine_error"
+
+
+class StoreError(WritError):
+    """The database refused or failed an operation."""
+
+    code = "store_unavailable"
+
+
+class AuditError(WritError):
+    """The audit log could not be appended to or read."""
+
+    code = "audit_unavailable"
+
+
+class VerificationError(WritError):
+    """A verification step failed: a hash chain, a signature, a bundle."""
+
+    code = "verification_failed"
+
+
+class EnvelopeError(InputError):
+    """A signed envelope (DSSE) is malformed: bad JSON, bad base64, a missing or unknown field."""
+
+    code = "envelope_invalid"
+
+
+class SignatureError(VerificationError):
+    """No signature by an acceptable key verifies: missing, malformed, forged, or by the wrong principal or role."""
+
+    code = "signature_invalid"
+
+
+class ApprovalError(VerificationError):
+    """A plan is not approved: quorum or a required group missing, rejected, or expired."""
+
+    code = "plan_not_approved"

@@ -1,0 +1,56 @@
+"""Shared fixtures: a fresh data directory per test, the shipped policies, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from writ.engine.settings import Settings, shipped_policy_dir
+
+POSTGRES_URL = os.environ.get("WRIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's WRIT_* settings or writes a .writ/ into the checkout."""
+    for name in list(os.environ):
+        if name.startswith("WRIT_") and name != "WRIT_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WRIT_HOME", str(tmp_path / "writ-home"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "writ-home")
+
+
+@pytest.fixture(scope="session")
+def policy_dir() -> Path:
+    return shipped_policy_dir()
+
+
+def postgres_reachable() -> str | None:
+    """None if PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+
+        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("select 1")
+    except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
+        return str(e).strip().splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The test PostgreSQL URL; skipped locally when it is down, a failure in CI (CI=true)."""
+    problem = postgres_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required in CI: {problem}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {problem}")
+    yield POSTGRES_URL
