@@ -1,0 +1,155 @@
+"""The one decision interface both engines implement, and the fail-closed logic they share.
+
+An engine implements two primitives:
+
+- ``revision``: the policy revision it evaluates (``sha256:...``), or None.
+- ``_evaluate(path, input_json)``: the JSON value of ``data.<path>`` for the input, or raise
+  ``PolicyEvaluationError`` (code ``policy_undefined`` when the document is undefined).
+
+``decide()`` is written once, here: it bounds the input, evaluates ``writ.authz.decision``,
+validates the result against ``PolicyResult``, and turns *every* failure (engine error,
+timeout, panic, undefined result, malformed result, oversized input) into a deny with a
+specific reason code. It never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import pydantic
+
+from writ.engine.bounds import check_depth, check_size
+from writ.engine.errors import InputError, PolicyEvaluationError
+from writ.engine.policy.models import Decision, PolicyInput, PolicyResult, Reason
+from writ.engine.settings import Limits
+
+DECISION_PATH = "writ.authz.decision"
+
+# Messages for the reason codes Writ itself produces when no policy decision could be made.
+FAIL_CLOSED_MESSAGES: dict[str, str] = {
+    "engine_error": "the policy engine failed; the call is denied (fail closed)",
+    "engine_timeout": "the policy engine did not answer in time; the call is denied (fail closed)",
+    "engine_unavailable": "the policy engine cannot be reached; the call is denied (fail closed)",
+    "policy_undefined": "the policy gave no decision for this input; the call is denied (fail closed)",
+    "policy_result_invalid": "the policy returned a decision of the wrong shape; the call is denied",
+    "policy_not_loaded": "no valid policy set is loaded; the call is denied (fail closed)",
+    "input_too_large": "the input is larger than the configured limit",
+    "input_too_deep": "the input nests deeper than the configured limit",
+    "input_invalid": "the input does not match the policy input schema",
+    "input_not_json": "the input is not valid JSON",
+    "audit_unavailable": "the decision could not be written to the audit log; the call is denied",
+}
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex
+
+
+def deny(code: str, detail: str | None = None, *, engine: Literal["embedded", "opa"],
+         revision: str | None, duration_us: int = 0, decision_id: str | None = None) -> Decision:
+    """A fail-closed deny with one reason (``detail`` replaces the stock message when given)."""
+    message = FAIL_CLOSED_MESSAGES.get(code, "denied")
+    if detail:
+        message = f"{message}: {detail}"
+    return Decision(
+        decision_id=decision_id or new_decision_id(),
+        allow=False,
+        reasons=[Reason(code=code, message=message)],
+        obligations=[],
+        policy_revision=revision,
+        engine=engine,
+        duration_us=duration_us,
+    )
+
+
+def canonical_input_json(inp: PolicyInput | dict[str, Any]) -> str:
+    """The JSON text both engines receive for an input (compact, sorted keys)."""
+    doc = inp.model_dump(mode="json", by_alias=True) if isinstance(inp, PolicyInput) else inp
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+class PolicyEngine(ABC):
+    """Evaluates Rego policies. Subclasses: ``EmbeddedEngine`` (regorus) and ``OpaSidecarEngine``."""
+
+    name: ClassVar[Literal["embedded", "opa"]]
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+
+    @property
+    @abstractmethod
+    def revision(self) -> str | None:
+        """Digest of the policy set being evaluated, or None if none is loaded."""
+
+    @abstractmethod
+    def _evaluate(self, path: str, input_json: str) -> Any:
+        """Value of ``data.<path>`` for the input; raise ``PolicyEvaluationError`` on any failure."""
+
+    def evaluate(self, path: str, input_doc: PolicyInput | dict[str, Any] | None = None) -> Any:
+        """Evaluate any document (e.g. ``writ.approval.result``); raises typed errors, unlike ``decide``."""
+        input_json = "{}" if input_doc is None else self._bounded_json(input_doc)
+        return self._evaluate(path, input_json)
+
+    def decide(self, inp: PolicyInput | dict[str, Any]) -> Decision:
+        """Decide one tool call. Never raises: every failure is a deny with a reason code."""
+        decision_id = new_decision_id()
+        start = time.perf_counter_ns()
+
+        def elapsed() -> int:
+            return (time.perf_counter_ns() - start) // 1000
+
+        revision = None
+        try:
+            revision = self.revision
+            if not isinstance(inp, PolicyInput):
+                check_depth(inp, self.limits.max_json_depth)
+                inp = PolicyInput.model_validate(inp)
+            raw = self._evaluate(DECISION_PATH, self._bounded_json(inp))
+            revision = self.revision  # as evaluated: the sidecar learns it from OPA's answer
+            result = PolicyResult.model_validate(raw)
+        except InputError as e:
+            return deny(e.code, e.message, engine=self.name, revision=revision,
+                        duration_us=elapsed(), decision_id=decision_id)
+        except pydantic.ValidationError as e:
+            code = "policy_result_invalid" if "raw" in locals() else "input_invalid"
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors()[:3]
+            )
+            return deny(code, detail, engine=self.name, revision=revision,
+                        duration_us=elapsed(), decision_id=decision_id)
+        except PolicyEvaluationError as e:
+            revision = self.revision  # an undefined answer from OPA still names its revision
+            return deny(e.code, e.message, engine=self.name, revision=revision,
+                        duration_us=elapsed(), decision_id=decision_id)
+        except BaseException as e:  # noqa: BLE001 - regorus panics are BaseException; fail closed.
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            return deny("engine_error", f"{type(e).__name__}: {str(e)[:200]}", engine=self.name,
+                        revision=revision, duration_us=elapsed(), decision_id=decision_id)
+        # Reasons are deny reasons: an allow that carries one is a deny, and a deny
+        # must say why, so a bare ``allow: false`` gets a reason of its own.
+        allow = result.allow and not result.reasons
+        reasons = list(result.reasons)
+        if not allow and not reasons:
+            reasons.append(Reason(code="denied_without_reason", message="the policy denied the call and gave no reason"))
+        return Decision(
+            decision_id=decision_id,
+            allow=allow,
+            reasons=sorted(reasons, key=lambda r: (r.code, r.message)),
+            obligations=sorted(result.obligations, key=lambda o: (o.code, o.message)),
+            policy_revision=revision,
+            engine=self.name,
+            duration_us=elapsed(),
+        )
+
+    def _bounded_json(self, inp: PolicyInput | dict[str, Any]) -> str:
+        text = canonical_input_json(inp)
+        check_size(len(text.encode("utf-8")), self.limits)
+        return text
+
+    def close(self) -> None:
+        """Release connections or engines; the default has nothing to release."""

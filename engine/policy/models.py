@@ -1,0 +1,135 @@
+"""The policy input and decision shapes: the contract between Writ and the Rego policies.
+
+These models are published as JSON Schema in ``schemas/`` (``writ.engine.policy.schema``
+writes them; a test fails when the files drift from the models).
+
+    inp = PolicyInput(
+        principal="exec-bot", role="executor", session=Session(id="s1"),
+        tool=Tool(server="git", name="git_commit", annotations=ToolAnnotations()),
+        args={"message": "fix"}, now=datetime.now(timezone.utc),
+    )
+    decision = engine.decide(inp)
+    decision.allow, [r.code for r in decision.reasons]
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+Role = Literal["planner", "executor", "approver", "auditor", "admin"]
+PlanState = Literal[
+    "proposed", "pending", "approved", "rejected", "expired", "executing", "completed", "failed", "aborted"
+]
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+def rfc3339(dt: datetime) -> str:
+    """UTC, second precision or finer, with a ``Z``: the one time format policies see."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: a timezone is required")
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolAnnotations(_Strict):
+    """MCP tool annotations as the upstream declared them: hints, which policy data overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    read_only: bool | None = Field(None, alias="readOnlyHint")
+    destructive: bool | None = Field(None, alias="destructiveHint")
+    idempotent: bool | None = Field(None, alias="idempotentHint")
+    open_world: bool | None = Field(None, alias="openWorldHint")
+
+
+class Tool(_Strict):
+    server: str = Field(min_length=1, description="Upstream server name from writ.toml; 'writ' for governance tools.")
+    name: str = Field(min_length=1, description="Tool name on that server.")
+    annotations: ToolAnnotations = Field(default_factory=ToolAnnotations)
+    definition_digest: str | None = Field(
+        None, description="sha256: of the canonical tool definition (name, description, input schema, annotations)."
+    )
+
+
+class Session(_Strict):
+    id: str = Field(min_length=1)
+    locked: bool = Field(False, description="True after a violation locked the session.")
+
+
+class PlanContext(_Strict):
+    """What the plan store knows about the plan bound to the session, for this call."""
+
+    id: str = Field(description="sha256: digest of the canonical plan.")
+    state: PlanState
+    planner: str
+    expires_at: datetime
+    step_matches: bool = Field(description="True when this exact call is the plan's next unclaimed step.")
+    step_index: int | None = None
+
+    @field_serializer("expires_at")
+    def _ser_time(self, v: datetime) -> str:
+        return rfc3339(v)
+
+
+class PolicyInput(_Strict):
+    """The input document of ``data.writ.authz.decision``."""
+
+    principal: str = Field(min_length=1, description="Authenticated principal name (from the trust store).")
+    role: Role
+    groups: list[str] = Field(default_factory=list, description="Groups of the principal, from the trust store.")
+    session: Session
+    tool: Tool
+    args: dict[str, Any] = Field(default_factory=dict)
+    plan: PlanContext | None = None
+    now: datetime
+
+    @field_serializer("now")
+    def _ser_now(self, v: datetime) -> str:
+        return rfc3339(v)
+
+
+class Reason(_Strict):
+    """Why a call was denied (or, rarely, a note on an allow): a stable code and a sentence."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    message: str
+
+
+class Obligation(_Strict):
+    """Something the caller must do with the decision, e.g. ``plan_required`` or ``lock_session``."""
+
+    code: str = Field(pattern=CODE_PATTERN)
+    message: str = ""
+
+
+class PolicyResult(_Strict):
+    """The document a policy returns at ``data.writ.authz.decision``; anything else is a deny."""
+
+    allow: bool
+    reasons: list[Reason] = Field(default_factory=list)
+    obligations: list[Obligation] = Field(default_factory=list)
+
+
+class Decision(_Strict):
+    """One decision by a policy engine, with what a reviewer needs to trust it later."""
+
+    decision_id: str
+    allow: bool
+    reasons: list[Reason]
+    obligations: list[Obligation]
+    policy_revision: str | None = Field(description="sha256: digest of the policy set; null if none was loaded.")
+    engine: Literal["embedded", "opa"]
+    duration_us: int = Field(ge=0)
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def has_obligation(self, code: str) -> bool:
+        return any(o.code == code for o in self.obligations)
