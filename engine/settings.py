@@ -66,6 +66,9 @@ class Settings(BaseSettings):
 
 def shipped_policy_dir() -> Path:
     """The policies that ship with Writ (the repository's ``policies/``)."""
-    import writ.policies
+    from importlib.util import find_spec
 
-    return Path(writ.policies.__file__).parent
+    spec = find_spec("writ.policies")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the writ.policies package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -36,7 +36,6 @@ FAIL_CLOSED_MESSAGES: dict[str, str] = {
     "engine_unavailable": "the policy engine cannot be reached; the call is denied (fail closed)",
     "policy_undefined": "the policy gave no decision for this input; the call is denied (fail closed)",
     "policy_result_invalid": "the policy returned a decision of the wrong shape; the call is denied",
-    "policy_not_loaded": "no valid policy set is loaded; the call is denied (fail closed)",
     "input_too_large": "the input is larger than the configured limit",
     "input_too_deep": "the input nests deeper than the configured limit",
     "input_invalid": "the input does not match the policy input schema",
@@ -125,7 +124,7 @@ class PolicyEngine(ABC):
             revision = self.revision  # an undefined answer from OPA still names its revision
             return deny(e.code, e.message, engine=self.name, revision=revision,
                         duration_us=elapsed(), decision_id=decision_id)
-        except BaseException as e:  # noqa: BLE001 - regorus panics are BaseException; fail closed.
+        except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             return deny("engine_error", f"{type(e).__name__}: {str(e)[:200]}", engine=self.name,

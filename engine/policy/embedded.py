@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import regorus
+
 from writ.engine.errors import PolicyEvaluationError, PolicyLoadError
 from writ.engine.policy.base import PolicyEngine
-from writ.engine.policy.policyset import PolicySet, fingerprint, load_policy_set, regorus, regorus_error_text
+from writ.engine.policy.policyset import PolicySet, fingerprint, load_policy_set, regorus_error_text
 from writ.engine.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class EmbeddedEngine(PolicyEngine):
             return query_value(engine, path)
         except PolicyEvaluationError:
             raise
-        except BaseException as e:  # noqa: BLE001 - regorus panics are BaseException
+        except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             self._local.engine = None  # never reuse an engine that failed mid-evaluation

@@ -14,7 +14,7 @@ writes them; a test fails when the files drift from the models).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -30,7 +30,7 @@ def rfc3339(dt: datetime) -> str:
     """UTC, second precision or finer, with a ``Z``: the one time format policies see."""
     if dt.tzinfo is None:
         raise ValueError("naive datetime: a timezone is required")
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Strict(BaseModel):

@@ -35,7 +35,7 @@ import rfc8785
 from writ.engine.errors import PolicyLoadError
 
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")  # keep Rust backtraces out of user-facing errors
-import regorus  # noqa: E402
+import regorus
 
 # Builtins regorus accepts but that cannot work here: they evaluate to undefined instead of
 # failing, so a policy using them would silently never match.
@@ -241,7 +241,7 @@ def builtin_supported(name: str, arity: int) -> bool:
     try:
         probe.add_policy("probe.rego", f"package writ_builtin_probe\nr := {name}({args})\n")
         probe.eval_query_as_json("data.writ_builtin_probe.r")
-    except BaseException as e:  # noqa: BLE001 - a Rust panic is a BaseException
+    except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         return "could not find function" not in str(e)
@@ -257,7 +257,7 @@ def check_modules(modules: dict[str, str], data: dict[str, Any] | None = None) -
         try:
             engine.add_policy(file, source)
             asts[file] = json.loads(engine.get_ast_as_json())[0]["ast"]
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             problems.append(_parse_error(file, e))
@@ -276,19 +276,19 @@ def check_modules(modules: dict[str, str], data: dict[str, Any] | None = None) -
             call = node.get("Call")
             if not isinstance(call, dict):
                 continue
-            name = _ref_name(call.get("fcn"))
-            if name is None or name in user_functions or name.startswith("data."):
+            called = _ref_name(call.get("fcn"))
+            if called is None or called in user_functions or called.startswith("data."):
                 continue
-            if "." in name and name.split(".")[-1] in user_leaves:
+            if "." in called and called.split(".")[-1] in user_leaves:
                 continue  # a call through an import alias (``z.f``) to one of our own functions
             arity = len(call.get("params", []))
-            if not builtin_supported(name, arity):
+            if not builtin_supported(called, arity):
                 span = call.get("span") or {}
                 why = (
                     "always evaluates to undefined in the embedded engine"
-                    if name in SILENTLY_UNDEFINED_BUILTINS
+                    if called in SILENTLY_UNDEFINED_BUILTINS
                     else "is not implemented by the embedded engine (regorus)"
                 )
                 problems.append(Problem(file, int(span.get("line", 0)), int(span.get("col", 0)),
-                                        f"builtin {name} {why}; the policy would never match"))
+                                        f"builtin {called} {why}; the policy would never match"))
     return sorted(problems, key=lambda p: (p.file, p.line, p.col))

@@ -95,7 +95,7 @@ def run_tests(root: Path, *, match: str | None = None) -> list[TestResult]:
             outcome, detail = ("PASS", "") if value is True else ("FAIL", f"evaluated to {json.dumps(value)}")
         except PolicyEvaluationError as e:
             outcome, detail = ("FAIL", "undefined") if e.code == "policy_undefined" else ("ERROR", e.message)
-        except BaseException as e:  # noqa: BLE001 - regorus panics
+        except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             outcome, detail = "ERROR", regorus_error_text(e)

@@ -1,0 +1,43 @@
+"""Builders for realistic policy inputs (tests only)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def call_input(
+    *,
+    principal: str = "exec-bot",
+    role: str = "executor",
+    server: str = "git",
+    tool: str = "git_status",
+    args: dict[str, Any] | None = None,
+    plan: dict[str, Any] | None = None,
+    locked: bool = False,
+    annotations: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A policy input document as the gateway builds it (JSON-shaped)."""
+    return {
+        "principal": principal,
+        "role": role,
+        "groups": [],
+        "session": {"id": "s-1", "locked": locked},
+        "tool": {"server": server, "name": tool, "annotations": annotations or {},
+                 "definition_digest": "sha256:" + "ab" * 32},
+        "args": args if args is not None else {"repo_path": "/srv/repo"},
+        "plan": plan,
+        "now": iso(NOW),
+    }
+
+
+def plan_context(*, state: str = "executing", planner: str = "plan-bot", step_matches: bool = True,
+                 expires_in: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+    return {"id": "sha256:" + "cd" * 32, "state": state, "planner": planner,
+            "expires_at": iso(NOW + expires_in), "step_matches": step_matches, "step_index": 0}

@@ -1,0 +1,59 @@
+"""Docs kept honest: settings, commands and reason codes the code has are documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from writ.engine.cli import main
+from writ.engine.policy.base import FAIL_CLOSED_MESSAGES
+from writ.engine.settings import Limits, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    for name in Settings.model_fields:
+        if name != "limits":
+            assert f"`WRIT_{name.upper()}`" in README, f"WRIT_{name.upper()} is not documented"
+    for name in Limits.model_fields:
+        assert f"`WRIT_LIMITS__{name.upper()}`" in README, f"limit {name} is not documented"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    def walk(group: click.Group, prefix: str) -> list[str]:
+        out = []
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                out += walk(cmd, f"{prefix}{name} ")
+            else:
+                out.append(f"{prefix}{name}")
+        return out
+
+    for command in walk(main, "writ "):
+        assert f"`{command}" in README, f"`{command}` is not in the README"
+
+
+def test_quick_start_is_exactly_two_commands_and_ci_runs_the_test_one() -> None:
+    quick = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in quick.strip().splitlines()]
+    assert commands == ["make serve", "make test"]
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
+
+
+def test_every_reason_code_is_documented() -> None:
+    doc = (ROOT / "docs" / "policies.md").read_text()
+    codes = set(FAIL_CLOSED_MESSAGES) | {"denied_without_reason"}
+    for rego in (ROOT / "policies").rglob("*.rego"):
+        if not rego.name.endswith("_test.rego"):
+            codes |= set(re.findall(r'reason\("([a-z_]+)"', rego.read_text()))
+    missing = sorted(c for c in codes if f"`{c}`" not in doc)
+    assert not missing, f"reason codes missing from docs/policies.md: {missing}"
+
+
+def test_examples_in_the_readme_exist() -> None:
+    for path in re.findall(r"@(examples/[\w.-]+)", README):
+        assert (ROOT / path).exists(), path
