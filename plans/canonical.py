@@ -1,0 +1,144 @@
+"""Canonical JSON (RFC 8785) and a strict parser for signed JSON: the one place that makes signed bytes.
+
+    data = canonical_bytes({"b": 1, "a": [True, None]})   # b'{"a":[true,null],"b":1}'
+    digest({"b": 1})                                       # 'sha256:...' of those bytes
+    obj = parse_strict(data)                               # InputError on anything ambiguous
+
+The parser refuses what two JSON parsers could read differently, so the bytes a
+signer saw and the object a verifier acts on cannot disagree: duplicate object
+keys, invalid UTF-8, lone surrogates (``"\\ud800"``), ``NaN``/``Infinity``,
+numbers that overflow to infinity, and integers beyond +/-(2**53 - 1) unless
+written exactly as RFC 8785 writes a double (``100000000000000000000`` is the
+canonical form of ``1e20`` and parses as that ``float``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import rfc8785
+
+from writ.engine.errors import InputError
+
+SAFE_INT = 2**53 - 1
+DEFAULT_MAX_DEPTH = 64
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """RFC 8785 bytes of a JSON-compatible object. ``InputError(not_canonicalizable)`` if it has none."""
+    try:
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError, TypeError, RecursionError) as e:
+        raise InputError(f"value has no canonical JSON form: {e}", code="not_canonicalizable") from None
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<64 hex>`` of raw bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest(obj: Any) -> str:
+    """``sha256:<64 hex>`` of the canonical bytes of ``obj``."""
+    return sha256_digest(canonical_bytes(obj))
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(f"duplicate JSON object key {key!r}", code="json_duplicate_key")
+        out[key] = value
+    return out
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers within +/-(2**53 - 1) as ``int``. Beyond, JSON numbers are doubles: accept the literal only if it
+    is exactly how RFC 8785 writes its double (``1e20`` is written ``100000000000000000000``), else refuse."""
+    n = int(text)
+    if abs(n) <= SAFE_INT:
+        return n
+    f = float(text)
+    if math.isfinite(f) and rfc8785.dumps(f) == text.encode("ascii"):
+        return f
+    raise InputError(
+        f"integer {text[:40]} is beyond +/-(2**53 - 1) and is not the canonical form of a double; "
+        "JSON parsers would read different numbers",
+        code="json_invalid_number",
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InputError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)", code="json_invalid_number")
+
+
+def _check_string(s: str, where: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(
+            f"{where} holds a lone surrogate (invalid Unicode, e.g. \\ud800)",
+            code="json_invalid_unicode",
+        ) from None
+
+
+def _check_tree(obj: Any, max_depth: int) -> None:
+    """Iteratively check strings, numbers and depth of a parsed document."""
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            _check_string(node, "a string")
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int):
+            if abs(node) > SAFE_INT:
+                raise InputError(
+                    f"integer {node} is outside +/-(2**53 - 1), which JSON cannot carry exactly",
+                    code="json_invalid_number",
+                )
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise InputError("a number overflows to infinity", code="json_invalid_number")
+        elif isinstance(node, Mapping) or (isinstance(node, Sequence) and not isinstance(node, str)):
+            if depth + 1 > max_depth:
+                raise InputError(
+                    f"JSON nests deeper than {max_depth} levels of arrays and objects",
+                    code="input_too_deep",
+                )
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    _check_string(key, "an object key")
+                    stack.append((value, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in node)
+
+
+def parse_strict(data: bytes, *, max_bytes: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse signed JSON bytes, refusing anything ambiguous. Any failure is an ``InputError``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"signed JSON must be bytes, got {type(data).__name__}", code="json_invalid")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InputError(f"JSON is {len(data)} bytes, the limit is {max_bytes}", code="input_too_large")
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"JSON is not valid UTF-8 (byte {e.start}: {e.reason})", code="json_invalid_unicode") from None
+    try:
+        obj = json.loads(
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_refuse_constant,
+            parse_int=_parse_int,
+        )
+    except InputError:
+        raise
+    except RecursionError:
+        raise InputError("JSON nests too deeply to parse", code="input_too_deep") from None
+    except ValueError as e:  # JSONDecodeError, and int() beyond sys.get_int_max_str_digits()
+        raise InputError(f"not valid JSON: {e}", code="json_invalid") from None
+    _check_tree(obj, max_depth)
+    return obj
