@@ -15,8 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlanLimits(BaseModel):
+    """Bounds on signed plans and approvals from outside. Exceeding one is an ``InputError``, never a crash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_plan_bytes: int = Field(1_048_576, gt=0, description="Largest plan payload, in canonical JSON bytes.")
+    max_envelope_bytes: int = Field(2_097_152, gt=0, description="Largest envelope JSON (plan or approval).")
+    max_steps: int = Field(256, gt=0, description="Most steps in one plan.")
+    max_args_bytes: int = Field(
+        262_144,
+        gt=0,
+        description="Largest arguments of one step (plan or call), in canonical JSON bytes.",
+    )
+    max_signatures: int = Field(16, gt=0, description="Most signatures on one envelope.")
+    max_approvals: int = Field(64, gt=0, description="Most approval envelopes evaluated for one plan.")
+    max_json_depth: int = Field(32, gt=0, description="Deepest nesting of arrays and objects in a signed payload.")
 
 
 class Limits(BaseModel):
@@ -28,6 +46,7 @@ class Limits(BaseModel):
     policy_reload_interval_s: float = Field(
         2.0, ge=0, description="How often the embedded engine looks for changed policy files (0: every decision)."
     )
+    plans: PlanLimits = Field(default_factory=PlanLimits, description="Bounds on signed plans and approvals.")
 
 
 class Settings(BaseSettings):

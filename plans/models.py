@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from writ.engine.errors import InputError
+from writ.engine.settings import PlanLimits as PlanLimits  # the limits live in Settings
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.paths import PathRefused, check_glob, check_root
 from writ.plans.trust import Principal
@@ -43,24 +44,6 @@ DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 Digest = Annotated[str, Field(pattern=DIGEST_PATTERN)]
 ArgName = Annotated[str, Field(min_length=1)]
 Scalar = str | int | float | bool | None
-
-
-class PlanLimits(BaseModel):
-    """Bounds on signed plans and approvals from outside. Exceeding one is an ``InputError``, never a crash."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_plan_bytes: int = Field(1_048_576, gt=0, description="Largest plan payload, in canonical JSON bytes.")
-    max_envelope_bytes: int = Field(2_097_152, gt=0, description="Largest envelope JSON (plan or approval).")
-    max_steps: int = Field(256, gt=0, description="Most steps in one plan.")
-    max_args_bytes: int = Field(
-        262_144,
-        gt=0,
-        description="Largest arguments of one step (plan or call), in canonical JSON bytes.",
-    )
-    max_signatures: int = Field(16, gt=0, description="Most signatures on one envelope.")
-    max_approvals: int = Field(64, gt=0, description="Most approval envelopes evaluated for one plan.")
-    max_json_depth: int = Field(32, gt=0, description="Deepest nesting of arrays and objects in a signed payload.")
 
 
 class _Strict(BaseModel):

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import click
+from pydantic import BaseModel
 
 from writ.engine.cli import main
 from writ.engine.policy.base import FAIL_CLOSED_MESSAGES
@@ -19,8 +20,14 @@ def test_every_setting_is_in_the_readme() -> None:
     for name in Settings.model_fields:
         if name != "limits":
             assert f"`WRIT_{name.upper()}`" in README, f"WRIT_{name.upper()} is not documented"
-    for name in Limits.model_fields:
-        assert f"`WRIT_LIMITS__{name.upper()}`" in README, f"limit {name} is not documented"
+    for name, field in Limits.model_fields.items():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            for sub in nested.model_fields:
+                var = f"WRIT_LIMITS__{name.upper()}__{sub.upper()}"
+                assert f"`{var}`" in README, f"limit {name}.{sub} is not documented"
+        else:
+            assert f"`WRIT_LIMITS__{name.upper()}`" in README, f"limit {name} is not documented"
 
 
 def test_every_command_is_in_the_readme() -> None:
