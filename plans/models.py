@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from writ.engine.errors import InputError
-from writ.engine.settings import PlanLimits as PlanLimits  # the limits live in Settings
+from writ.engine.settings import PlanLimits as PlanLimits  # noqa: PLC0414 - re-export; limits live in Settings
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.paths import PathRefused, check_glob, check_root
 from writ.plans.trust import Principal

@@ -111,7 +111,7 @@ class Obligation(_Strict):
 class PolicyResult(_Strict):
     """The document a policy returns at ``data.writ.authz.decision``; anything else is a deny."""
 
-    allow: bool
+    allow: bool = Field(strict=True)  # only JSON true allows: no "yes", "true" or 1 coerced to True
     reasons: list[Reason] = Field(default_factory=list)
     obligations: list[Obligation] = Field(default_factory=list)
 
