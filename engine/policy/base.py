@@ -104,8 +104,9 @@ class PolicyEngine(ABC):
         revision = None
         try:
             revision = self.revision
+            # Depth first, on whatever we were given: a model's args are as unbounded as a dict.
+            check_depth(inp.args if isinstance(inp, PolicyInput) else inp, self.limits.max_json_depth)
             if not isinstance(inp, PolicyInput):
-                check_depth(inp, self.limits.max_json_depth)
                 inp = PolicyInput.model_validate(inp)
             raw = self._evaluate(DECISION_PATH, self._bounded_json(inp))
             revision = self.revision  # as evaluated: the sidecar learns it from OPA's answer
