@@ -127,3 +127,11 @@ def test_writ_command_is_installed_and_errors_are_one_line(tmp_path: Path) -> No
     r = subprocess.run([str(exe), "policy", "check", str(tmp_path / "missing")], capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.strip() == f"error[policy_invalid]: policy directory {tmp_path / 'missing'} does not exist or is not a directory"
+
+
+def test_serve_refuses_to_start_on_a_policy_set_that_fails_its_check(tmp_path: Path) -> None:
+    (tmp_path / "authz.rego").write_text('package writ.authz\n\ndecision := {"allow": crypto.sha256("x") == ""}\n')
+    result = CliRunner().invoke(main, ["serve", "--port", "1"], env={"WRIT_POLICY_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert result.output.startswith("error[policy_invalid]: policy set")
+    assert "authz.rego:3:" in result.output

@@ -85,3 +85,15 @@ def test_the_data_directory_is_created_private(settings: Settings) -> None:
     DecisionPoint.from_settings(settings)
     assert Path(settings.home).is_dir()
     assert Path(settings.home).stat().st_mode & 0o077 == 0
+
+
+def test_an_engine_failure_is_a_logged_deny(settings: Settings) -> None:
+    """Sidecar down: the deny carries engine_unavailable and is in the audit log like any decision."""
+    from _opa import unused_port
+
+    from writ.engine.policy.sidecar import OpaSidecarEngine
+
+    pdp = DecisionPoint(OpaSidecarEngine(f"http://127.0.0.1:{unused_port()}"), AuditLog(open_store(settings)))
+    d = pdp.decide(call_input(tool="git_status"))
+    assert (d.allow, d.reason_codes) == (False, ["engine_unavailable"])
+    assert logged_decisions(pdp)[0]["decision"]["reasons"][0]["code"] == "engine_unavailable"
