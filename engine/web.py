@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -61,9 +62,10 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoin
             async for chunk in request.stream():
                 body += chunk
                 check_size(len(body), settings.limits)
-            decision = pdp.decide_json(body)
+            # Off the event loop: the audit append may wait on a database lock.
+            decision = await run_in_threadpool(pdp.decide_json, body)
         except InputError as e:
-            decision = pdp.refuse_input(e)
+            decision = await run_in_threadpool(pdp.refuse_input, e)
         return Response(decision.model_dump_json(), media_type="application/json")
 
     @app.get("/v1/policy")

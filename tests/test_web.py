@@ -63,3 +63,19 @@ def test_bundle_is_served_with_revision_etag(client: TestClient) -> None:
 def test_openapi_lists_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/decisions", "/v1/policy", "/v1/bundle", "/healthz"} <= set(paths)
+
+
+def test_concurrent_requests_from_many_threads_all_decide_and_chain(client: TestClient) -> None:
+    """regorus engines are bound to their thread: each worker thread must get its own, none may panic."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(i: int) -> bool:
+        tool = "git_status" if i % 2 else "git_commit"
+        return bool(client.post("/v1/decisions", json=call_input(tool=tool)).json()["allow"])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, range(40)))
+    assert results == [bool(i % 2) for i in range(40)]
+    pdp = client.app.state.pdp  # type: ignore[attr-defined]
+    report = pdp.audit.verify()
+    assert report.ok and report.entries == 40
