@@ -16,11 +16,13 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Test install: the test extras, plus real OPA as a library for the parity suite.
+# Test install: the test extras, real OPA as a library for the parity suite, and the npm
+# MCP servers (locked in .mcp-servers/package-lock.json) run by the venv's own Node.
 # opa-golib-python-bindings declares Python >= 3.14 but loads on 3.11 (see FIELD-NOTES).
-$(VENV)/.test: pyproject.toml | $(BIN)/python
+$(VENV)/.test: pyproject.toml .mcp-servers/package-lock.json | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	$(BIN)/pip install -q --ignore-requires-python 'opa-golib-python-bindings==0.4.4'
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/npm ci --prefix .mcp-servers --no-audit --no-fund --loglevel=error
 	touch $(VENV)/.runtime $@
 
 serve: $(VENV)/.runtime
@@ -29,7 +31,7 @@ serve: $(VENV)/.runtime
 test: $(VENV)/.test
 	$(BIN)/writ policy check
 	$(BIN)/writ policy test
-	$(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check engine attestations plans

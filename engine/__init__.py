@@ -1,4 +1,4 @@
-"""Writ's engine: the policy decision point, the store, the CLI (and later the MCP gateway).
+"""Writ's engine: the policy decision point, the MCP gateway, the store, the CLI.
 
 Entry points:
 

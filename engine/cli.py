@@ -18,6 +18,7 @@ import click
 
 from writ.engine.cli_audit import audit
 from writ.engine.cli_common import writ_command
+from writ.engine.cli_gateway import mcp
 from writ.engine.settings import Settings
 
 
@@ -206,3 +207,4 @@ def serve(host: str, port: int) -> None:
 
 
 main.add_command(audit)
+main.add_command(mcp)

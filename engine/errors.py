@@ -87,3 +87,45 @@ class ApprovalError(VerificationError):
     """A plan is not approved: quorum or a required group missing, rejected, or expired."""
 
     code = "plan_not_approved"
+
+
+class NotFoundError(WritError):
+    """A principal, key or plan that was named does not exist (or a prefix names none)."""
+
+    code = "not_found"
+
+
+class ConflictError(WritError):
+    """The operation clashes with what is stored: a duplicate, or a state another process changed first."""
+
+    code = "conflict"
+
+
+class StepAlreadyClaimed(ConflictError):
+    """A plan step was claimed before: each step of a plan runs at most once."""
+
+    code = "step_already_claimed"
+
+
+class PermissionDenied(WritError):
+    """A principal's role, or the separation of duties, forbids what it asked for."""
+
+    code = "not_permitted"
+
+
+class ClaimRefused(VerificationError):
+    """A tool call is not the next approved step of an executing, unexpired plan."""
+
+    code = "claim_refused"
+
+
+class ApprovalRefused(VerificationError):
+    """A signed approval or rejection was not accepted: malformed, badly signed, ineligible, or a second decision."""
+
+    code = "approval_refused"
+
+
+class ApprovalPolicyError(PolicyEvaluationError):
+    """The approval policy gave no usable answer. No requirement, no approval (fail closed)."""
+
+    code = "approval_policy_failed"

@@ -41,6 +41,10 @@ FAIL_CLOSED_MESSAGES: dict[str, str] = {
     "input_invalid": "the input does not match the policy input schema",
     "input_not_json": "the input is not valid JSON",
     "audit_unavailable": "the decision could not be written to the audit log; the call is denied",
+    "upstream_unavailable": "the upstream MCP server is not running; the call was not made",
+    "upstream_timeout": "the upstream MCP server did not answer in time",
+    "gateway_error": "the gateway failed while handling the call; the call is denied (fail closed)",
+    "obligation_unfulfilled": "the policy attached an obligation the gateway cannot fulfil; the call is denied",
 }
 
 

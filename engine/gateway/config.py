@@ -1,0 +1,164 @@
+"""``writ.toml``: the upstream MCP servers the gateway fronts, its timeouts, and (for now) the principals.
+
+    config = load_config(Path("writ.toml"))        # GatewayConfigError naming the file and the key
+    who = resolve_principal(config, "plan-bot")    # Principal(name="plan-bot", role="planner", groups=())
+
+A file looks like this (``examples/writ.toml`` has a complete one)::
+
+    [gateway]
+    call_timeout_s = 60          # one tools/call to an upstream, then upstream_timeout
+    [upstreams.git]              # its tools are exposed as git__<tool>
+    command = "python"
+    args = ["-m", "mcp_server_git", "--repository", "/srv/repo"]
+    [upstreams.remote]
+    url = "http://127.0.0.1:9000/mcp"
+    [principals.plan-bot]
+    role = "planner"
+
+Relative ``cwd`` values are taken from the file's directory, and a stdio upstream without a
+``cwd`` runs there, so relative paths in ``args`` mean the same wherever ``writ mcp`` starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from writ.engine.errors import ConfigError, NotFoundError
+from writ.engine.policy.models import Role
+
+# Exposed tool names are "<server>__<tool>"; a server name never contains the separator,
+# so the first "__" splits a name unambiguously.
+SEPARATOR = "__"
+# "writ" is the server of Writ's governance tools: policy gives its tools classes (plan,
+# execute) that an upstream must never be able to claim by choosing that name.
+RESERVED_SERVERS = frozenset({"writ"})
+_SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class GatewayConfigError(ConfigError):
+    """``writ.toml`` is unreadable or wrong; ``file`` and ``key`` (dotted, e.g. ``upstreams.git.args``) say where."""
+
+    def __init__(self, file: Path, key: str | None, problem: str) -> None:
+        self.file = file
+        self.key = key
+        where = f"{file}: {key}" if key else str(file)
+        super().__init__(f"{where}: {problem}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayOptions(_Strict):
+    """Bounds on the gateway's waits on upstreams: none of them can make a call hang."""
+
+    call_timeout_s: float = Field(60.0, gt=0, description="Time one upstream tools/call may take.")
+    start_timeout_s: float = Field(20.0, gt=0, description="Time an upstream has to start and list its tools.")
+    max_restarts: int = Field(1, ge=0, description="Restarts of an upstream that died, per gateway run.")
+    restart_backoff_s: float = Field(0.5, ge=0, description="Wait before the first restart; doubles after.")
+
+
+class UpstreamConfig(_Strict):
+    """One upstream MCP server: a command to run over stdio, or the URL of a streamable HTTP endpoint."""
+
+    command: str | None = Field(None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="Added to the SDK's safe default environment.")
+    cwd: Path | None = None
+    url: str | None = Field(None, pattern=r"^https?://")
+    call_timeout_s: float | None = Field(None, gt=0, description="Overrides gateway.call_timeout_s.")
+    max_restarts: int | None = Field(None, ge=0, description="Overrides gateway.max_restarts.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> UpstreamConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
+        if self.url is not None and (self.args or self.env or self.cwd is not None):
+            raise ValueError("args, env and cwd apply to a command, not to a url")
+        return self
+
+
+class PrincipalConfig(_Strict):
+    role: Role
+    groups: list[str] = Field(default_factory=list)
+
+
+def _server_name(name: str) -> str:
+    if not re.match(_SERVER_NAME, name) or SEPARATOR in name:
+        raise ValueError(f"upstream name {name!r}: use letters, digits, '-' and '_' (not '__'), 64 at most")
+    if name in RESERVED_SERVERS:
+        raise ValueError(f"upstream name {name!r} is reserved for Writ's own governance tools")
+    return name
+
+
+ServerName = Annotated[str, AfterValidator(_server_name)]
+
+
+class GatewayConfig(_Strict):
+    gateway: GatewayOptions = Field(default_factory=GatewayOptions)
+    upstreams: dict[ServerName, UpstreamConfig] = Field(min_length=1)
+    principals: dict[str, PrincipalConfig] = Field(default_factory=dict)
+    source: Path | None = Field(None, exclude=True, description="The file this came from.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who the gateway acts for: the identity every policy input carries."""
+
+    name: str
+    role: Role
+    groups: tuple[str, ...] = ()
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check ``writ.toml``; relative ``cwd`` values become absolute (from the file's directory)."""
+    path = path.expanduser().absolute()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GatewayConfigError(path, None, "no such file (give one with --config)") from None
+    except OSError as e:
+        raise GatewayConfigError(path, None, f"cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise GatewayConfigError(path, None, "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GatewayConfigError(path, None, f"not valid TOML: {e}") from None
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"] if p != "[key]") or None
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise GatewayConfigError(path, key, _message(err) + more) from None
+    base = path.parent
+    upstreams = {
+        name: up.model_copy(update={"cwd": base / up.cwd if up.cwd else base}) if up.command else up
+        for name, up in config.upstreams.items()
+    }
+    return config.model_copy(update={"upstreams": upstreams, "source": path})
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    return msg
+
+
+def resolve_principal(config: GatewayConfig, name: str) -> Principal:
+    """The principal called ``name`` with its role. Today from ``[principals]``; the trust store replaces this."""
+    entry = config.principals.get(name)
+    if entry is None:
+        known = ", ".join(sorted(config.principals)) or "none"
+        raise NotFoundError(f"principal {name!r} is not in {config.source or 'the config'} [principals] "
+                            f"(known: {known})")
+    return Principal(name=name, role=entry.role, groups=tuple(entry.groups))

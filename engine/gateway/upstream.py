@@ -1,0 +1,336 @@
+"""The upstream MCP servers: one client session each, supervised, with their tools and definition digests.
+
+    manager = UpstreamManager(config)
+    async with anyio.create_task_group() as tg:
+        await manager.start(tg)                       # every upstream started (or reported down), bounded
+        entry = manager.tool("git__git_status")       # UpstreamTool(server="git", digest="sha256:...")
+        result = await manager.call(entry, {"repo_path": "/srv/repo"})   # UpstreamUnavailable, UpstreamTimeout
+        manager.stop(); tg.cancel_scope.cancel()
+
+An upstream that dies is restarted at most ``max_restarts`` times, after a doubling backoff;
+while it is down, and for good once its restarts are spent, its calls fail at once with
+``UpstreamUnavailable``. A call to a live upstream waits at most ``call_timeout_s``. Tools are
+listed at start, after every restart, on ``notifications/tools/list_changed`` and on ``refresh()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectSendStream
+from mcp.client.session import ClientSession, IncomingMessage
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+
+from writ.engine.errors import InputError, WritError
+from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
+from writ.plans.canonical import digest
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+State = Literal["starting", "ready", "restarting", "down"]
+Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
+
+
+class UpstreamUnavailable(WritError):
+    """The upstream server is not running or its connection is gone; the call was not made (or was cut off)."""
+
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(WritError):
+    """The upstream did not answer within the call timeout; it may or may not have acted."""
+
+    code = "upstream_timeout"
+
+
+def definition_digest(tool: types.Tool) -> str:
+    """``sha256:`` of the RFC 8785 form of ``{name, description, inputSchema, annotations}`` as the upstream
+    declared them (absent description or annotations are ``null``; annotations in wire form, unset hints left out).
+    A plan step pins this digest: a tool whose definition changes after approval no longer matches.
+    ``InputError`` if the definition has no canonical form (e.g. an integer beyond 2**53 in its schema)."""
+    annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) if tool.annotations else None
+    return digest({
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": tool.input_schema,
+        "annotations": annotations,
+    })
+
+
+@dataclass(frozen=True)
+class UpstreamTool:
+    """A tool as one upstream lists it, and the name the gateway exposes it under."""
+
+    server: str
+    tool: types.Tool
+    digest: str
+
+    @property
+    def exposed_name(self) -> str:
+        return f"{self.server}{SEPARATOR}{self.tool.name}"
+
+
+class Upstream:
+    """One upstream server and the task that keeps its client session (``run``)."""
+
+    def __init__(self, name: str, config: UpstreamConfig, options: GatewayOptions,
+                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.call_timeout_s = config.call_timeout_s or options.call_timeout_s
+        self.start_timeout_s = options.start_timeout_s
+        self.max_restarts = options.max_restarts if config.max_restarts is None else config.max_restarts
+        self.backoff_s = options.restart_backoff_s
+        self.state: State = "starting"
+        self.problem: str | None = None
+        self.restarts = 0
+        self.tools: dict[str, UpstreamTool] = {}
+        self._on_tools_changed = on_tools_changed
+        self._session: ClientSession | None = None
+        self._refresh: MemoryObjectSendStream[None] | None = None
+        self._stopping = False
+
+    # --- calls ------------------------------------------------------------------------
+
+    async def call(self, tool: str, args: dict[str, Any]) -> types.CallToolResult:
+        """Call ``tool``; the upstream's JSON-RPC errors come back as ``MCPError``, unchanged."""
+        session = self._session
+        if session is None:
+            raise UpstreamUnavailable(self._down_message())
+        try:
+            # Belt and braces: the SDK's own timeout starts only once the request is written.
+            with anyio.fail_after(self.call_timeout_s + 1.0):
+                return await session.call_tool(tool, args, read_timeout_seconds=self.call_timeout_s)
+        except MCPError as e:
+            if e.code == types.CONNECTION_CLOSED:
+                raise UpstreamUnavailable(f"the connection to upstream {self.name!r} closed during the call "
+                                          "(the server exited?); it may or may not have acted") from None
+            if e.code == types.REQUEST_TIMEOUT:
+                raise self._timeout() from None
+            raise
+        except TimeoutError:
+            raise self._timeout() from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            raise UpstreamUnavailable(f"the connection to upstream {self.name!r} failed: {type(e).__name__}") from None
+
+    def _timeout(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"upstream {self.name!r} did not answer within {self.call_timeout_s:g} s; "
+                               "it may still act on the call, so check before retrying")
+
+    def _down_message(self) -> str:
+        why = f" ({self.problem})" if self.problem else ""
+        if self.state == "starting":
+            return f"upstream {self.name!r} is still starting; the call was not made"
+        if self.state == "restarting":
+            return f"upstream {self.name!r} is down{why} and being restarted; the call was not made, retry shortly"
+        return (f"upstream {self.name!r} is down{why} and will not be restarted; the call was not made. "
+                "Ask the operator to check the server and restart the gateway")
+
+    def request_refresh(self) -> None:
+        """List the tools again soon (on the supervising task)."""
+        if self._refresh is not None:
+            try:
+                self._refresh.send_nowait(None)
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # a refresh is already due, or the session is gone (the next one lists anyway)
+
+    # --- supervision ------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep a session to the upstream; reports ``started`` once the first attempt is ready or failed."""
+        reported = False
+        backoff = self.backoff_s
+        while True:
+            try:
+                async with self._connect() as (session, closed):
+                    with anyio.fail_after(self.start_timeout_s):
+                        changed = await self._list_tools(session)
+                    self._session, self.state, self.problem = session, "ready", None
+                    log.info("upstream %s ready: %d tools", self.name, len(self.tools))
+                    if not reported:
+                        reported = True
+                        task_status.started()
+                    elif changed and self._on_tools_changed is not None:  # a restart brought other definitions
+                        await self._on_tools_changed()
+                    await self._serve(session, closed)
+                self.problem = "the server closed the connection"
+            except Exception as e:  # noqa: BLE001 - any failure to start or keep the session means "down"
+                self.problem = describe(e, self.start_timeout_s)
+            finally:
+                self._session = None
+            if self.restarts >= self.max_restarts or self._stopping:
+                self.state = "down"
+                log.error("upstream %s is down (%s); not restarting it (%d restarts of %d used)",
+                          self.name, self.problem, self.restarts, self.max_restarts)
+            else:
+                self.state = "restarting"
+            if not reported:
+                reported = True
+                task_status.started()
+            if self.state == "down":
+                return
+            self.restarts += 1
+            log.warning("upstream %s is down (%s); restart %d of %d in %.1f s",
+                        self.name, self.problem, self.restarts, self.max_restarts, backoff)
+            await anyio.sleep(backoff)
+            backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF_S)
+
+    async def _serve(self, session: ClientSession, closed: anyio.Event) -> None:
+        """Until the connection closes: list the tools whenever a refresh is asked for."""
+        send, receive = anyio.create_memory_object_stream[None](1)
+        self._refresh = send
+        async with anyio.create_task_group() as tg:
+
+            async def refresher() -> None:
+                async for _ in receive:
+                    try:
+                        with anyio.fail_after(self.start_timeout_s):
+                            changed = await self._list_tools(session)
+                    except Exception as e:  # noqa: BLE001 - a failed refresh keeps the last good list
+                        log.warning("upstream %s: listing tools failed: %s", self.name, describe(e, 0))
+                        continue
+                    if changed and self._on_tools_changed is not None:
+                        await self._on_tools_changed()
+
+            tg.start_soon(refresher)
+            await closed.wait()
+            tg.cancel_scope.cancel()
+        self._refresh = None
+        send.close()
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[tuple[ClientSession, anyio.Event]]:
+        """A ready session, and an event set when the upstream's side of the connection ends."""
+        closed = anyio.Event()
+        async with self._transport() as (read, write):
+            relay_send, relay_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+            async def relay() -> None:  # passes messages through; its end is how we learn the upstream died
+                try:
+                    async with relay_send:
+                        async for message in read:
+                            await relay_send.send(message)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+                finally:
+                    closed.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(relay)
+                async with ClientSession(relay_receive, write, message_handler=self._on_message) as session:
+                    with anyio.fail_after(self.start_timeout_s):
+                        await session.initialize()
+                    yield session, closed
+                tg.cancel_scope.cancel()
+
+    def _transport(self) -> AbstractAsyncContextManager[Streams]:
+        if self.config.url is not None:
+            return streamable_http_client(self.config.url)
+        assert self.config.command is not None  # the config guarantees one of the two
+        params = StdioServerParameters(command=self.config.command, args=self.config.args,
+                                       env=self.config.env or None, cwd=self.config.cwd)
+        return stdio_client(params)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.request_refresh()
+        elif isinstance(message, Exception):
+            log.warning("upstream %s sent something unreadable: %s", self.name, describe(message, 0))
+
+    async def _list_tools(self, session: ClientSession) -> bool:
+        """Replace ``tools`` with the upstream's current list (every page); True if any definition changed."""
+        listed: dict[str, UpstreamTool] = {}
+        cursor: str | None = None
+        for _ in range(1000):  # a server that pages forever is cut off, not followed
+            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+            page = await session.list_tools(params=params)
+            for tool in page.tools:
+                try:
+                    listed[tool.name] = UpstreamTool(self.name, tool, definition_digest(tool))
+                except InputError as e:  # a tool no plan could pin is not exposed at all
+                    log.warning("upstream %s: not exposing tool %r: %s", self.name, tool.name, e.message)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        changed = {n: t.digest for n, t in listed.items()} != {n: t.digest for n, t in self.tools.items()}
+        self.tools = listed
+        return changed
+
+    def stop(self) -> None:
+        """No more restarts: the gateway is shutting down."""
+        self._stopping = True
+
+
+class UpstreamManager:
+    """Every upstream of a config, and the namespaced view of their tools."""
+
+    def __init__(self, config: GatewayConfig,
+                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.upstreams = {name: Upstream(name, up, config.gateway, on_tools_changed)
+                          for name, up in config.upstreams.items()}
+
+    async def start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Start every upstream in ``tg`` at once; returns when each is ready or has failed its first start."""
+        async with anyio.create_task_group() as starting:
+            for upstream in self.upstreams.values():
+                starting.start_soon(tg.start, upstream.run)
+
+    def tools(self) -> list[UpstreamTool]:
+        """Every tool of every upstream, by exposed name. A down upstream keeps its last list (calls fail fast)."""
+        out = [t for up in self.upstreams.values() for t in up.tools.values()]
+        return sorted(out, key=lambda t: t.exposed_name)
+
+    def tool(self, exposed_name: str) -> UpstreamTool | None:
+        server, sep, name = exposed_name.partition(SEPARATOR)
+        upstream = self.upstreams.get(server)
+        return upstream.tools.get(name) if sep and upstream else None
+
+    def upstream_of(self, exposed_name: str) -> Upstream | None:
+        """The upstream an exposed name belongs to by its prefix (even if that upstream never listed tools)."""
+        server, sep, _ = exposed_name.partition(SEPARATOR)
+        return self.upstreams.get(server) if sep else None
+
+    async def call(self, entry: UpstreamTool, args: dict[str, Any]) -> types.CallToolResult:
+        return await self.upstreams[entry.server].call(entry.tool.name, args)
+
+    def refresh(self, server: str | None = None) -> None:
+        """Ask one upstream (or all) to list their tools again."""
+        for name, upstream in self.upstreams.items():
+            if server is None or name == server:
+                upstream.request_refresh()
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {name: {"state": up.state, "tools": len(up.tools), "restarts": up.restarts, "problem": up.problem}
+                for name, up in self.upstreams.items()}
+
+    def stop(self) -> None:
+        for upstream in self.upstreams.values():
+            upstream.stop()
+
+
+def describe(e: BaseException, timeout_s: float) -> str:
+    """One line for a failure to start or talk to an upstream."""
+    if isinstance(e, BaseExceptionGroup) and e.exceptions:
+        return describe(e.exceptions[0], timeout_s)
+    if isinstance(e, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(e, FileNotFoundError):
+        return f"command not found: {e.filename or e}"
+    if isinstance(e, MCPError):
+        return f"MCP error {e.code}: {e.message}"
+    if isinstance(e, WritError):
+        return e.message
+    text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

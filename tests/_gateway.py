@@ -1,0 +1,190 @@
+"""Real parts for the gateway tests: a git repository, the two upstream servers, `writ mcp` as a subprocess.
+
+    with gateway_client(config_path, "plan-bot", data_dir, log_dir) as client:
+        result = client.call("git__git_status", {"repo_path": str(repo)})
+
+The client is the official `mcp` SDK client over stdio, driven from synchronous tests through
+an anyio blocking portal, so one gateway subprocess can serve a whole test module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+ROOT = Path(__file__).resolve().parent.parent
+FS_SERVER = ROOT / ".mcp-servers" / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
+# Bound on any one request from a test: a gateway that hangs fails the test instead of the run.
+REQUEST_TIMEOUT_S = 45.0
+
+
+def require_upstreams() -> str:
+    """The node binary; skips (fails in CI) when an upstream server is not installed."""
+    problems = []
+    venv_node = Path(sys.executable).with_name("node")
+    node = str(venv_node) if venv_node.exists() else shutil.which("node")
+    if node is None:
+        problems.append("node is not on PATH")
+    if not FS_SERVER.exists():
+        problems.append(f"{FS_SERVER} is missing (npm install --prefix .mcp-servers @modelcontextprotocol/server-filesystem)")
+    try:
+        import mcp_server_git  # noqa: F401
+    except ImportError:
+        problems.append("mcp-server-git is not installed (pip install mcp-server-git)")
+    if problems:
+        if os.environ.get("CI"):
+            pytest.fail("; ".join(problems))
+        pytest.skip("; ".join(problems))
+    assert node is not None
+    return node
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def make_repo(path: Path) -> Path:
+    """A git repository with one commit and one staged change (so a git_commit would succeed)."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "t")  # so a git_commit that got through would really commit
+    git(path, "config", "user.email", "t@example.com")
+    (path / "README.md").write_text("hello\n")
+    git(path, "add", "README.md")
+    git(path, "commit", "-q", "-m", "initial")
+    (path / "README.md").write_text("hello, changed\n")
+    git(path, "add", "README.md")
+    return path
+
+
+def commit_count(repo: Path) -> int:
+    return int(git(repo, "rev-list", "--count", "HEAD").strip())
+
+
+def toml_str(value: str | Path) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(toml_str(v) for v in values) + "]"
+
+
+def pid_wrapped(pidfile: Path, command: list[str]) -> tuple[str, list[str]]:
+    """Run ``command`` under ``sh`` that first appends its pid (which ``exec`` hands on) to ``pidfile``."""
+    return "/bin/sh", ["-c", 'echo $$ >> "$0"; exec "$@"', str(pidfile), *command]
+
+
+PRINCIPALS = """
+[principals.plan-bot]
+role = "planner"
+[principals.exec-bot]
+role = "executor"
+[principals.audit-bot]
+role = "auditor"
+"""
+
+
+class GatewayClient:
+    """Synchronous calls into an MCP client session that lives on the portal's event loop."""
+
+    def __init__(self, portal: BlockingPortal, session: ClientSession) -> None:
+        self.portal = portal
+        self.session = session
+
+    def call(self, name: str, args: dict[str, Any] | None = None) -> types.CallToolResult:
+        async def go() -> types.CallToolResult:
+            return await self.session.call_tool(name, args or {}, read_timeout_seconds=REQUEST_TIMEOUT_S)
+
+        return self.portal.call(go)
+
+    def list_tools(self) -> list[types.Tool]:
+        async def go() -> list[types.Tool]:
+            return (await self.session.list_tools()).tools
+
+        return self.portal.call(go)
+
+
+@contextmanager
+def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Path) -> Iterator[GatewayClient]:
+    """`python -m writ.engine.cli_gateway` (the `writ mcp` command) as a subprocess, and a session to it."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "writ.engine.cli_gateway", "--principal", principal, "--config", str(config),
+              "--data-dir", str(data_dir), "-v"],
+        cwd=str(config.parent),
+    )
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[ClientSession]:
+        with stderr_file.open("a") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
+            ):
+                await session.initialize()
+                yield session
+
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
+        yield GatewayClient(portal, session)
+
+
+HTTP_GIT_SERVER = """
+import sys, anyio
+from pathlib import Path
+from mcp_server_git.server import create_server
+anyio.run(lambda: create_server(Path(sys.argv[1])).run_streamable_http_async(port=int(sys.argv[2])))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def http_git_server(repo: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """mcp-server-git's own server object, served over streamable HTTP by the SDK: (its URL, its process)."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-c", HTTP_GIT_SERVER, str(repo), str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the HTTP git server did not start; see {log}")
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp", proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def reason_codes(result: types.CallToolResult) -> list[str]:
+    meta = (result.meta or {}).get("writ/decision") or {}
+    return [r["code"] for r in meta.get("reasons", [])]
