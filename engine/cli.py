@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from writ.engine import cli_plans
 from writ.engine.cli_audit import audit
 from writ.engine.cli_common import writ_command
 from writ.engine.cli_gateway import mcp
@@ -208,3 +209,9 @@ def serve(host: str, port: int) -> None:
 
 main.add_command(audit)
 main.add_command(mcp)
+main.add_command(cli_plans.principals)
+main.add_command(cli_plans.keys)
+main.add_command(cli_plans.trust)
+main.add_command(cli_plans.plan)
+main.add_command(cli_plans.approve)
+main.add_command(cli_plans.reject)

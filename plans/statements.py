@@ -105,7 +105,7 @@ class ApprovalStatement(BaseModel):
         comment: str = "",
         at: datetime | None = None,
     ) -> ApprovalStatement:
-        if not isinstance(plan_id, str) or not re.match(DIGEST_PATTERN, plan_id):
+        if not isinstance(plan_id, str) or not re.fullmatch(DIGEST_PATTERN, plan_id):
             raise InputError(f"plan id {plan_id!r} is not sha256:<64 hex>", code="plan_invalid")
         return cls.model_validate(
             {

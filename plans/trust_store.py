@@ -1,0 +1,399 @@
+"""The trust store: principals (one role each) and their Ed25519 public keys, in Writ's database.
+
+    trust = TrustStore(store, groups=policy_groups(engine))     # groups: data.writ.groups of the policy set
+    trust.add_principal("alice", "planner")
+    key = PrivateKey.generate()
+    trust.add_key("alice", key.public_key)                      # the key takes alice's role
+    trust.revoke_key(key.key_id[:19])                           # a full key id or a unique prefix
+    trust.trust_set()                                           # writ.plans.trust.TrustSet for verification
+    root = trust.export_trust_root()                            # what an auditor carries offline
+    load_trust_root(json_bytes)                                 # -> TrustSet, after checking its digest
+
+A principal has exactly one role (ADR 0008): a person who approves and audits gets
+two principals. Keys carry their principal's role, and the database refuses a key
+whose role is not its principal's. Group membership is not stored here: it is the
+policy data ``data.writ.groups`` (``policies/writ/groups.json``), owned by the
+security team, and read from the loaded policy set each time a trust set is built.
+
+Every change is appended to the audit log (kind ``trust_event``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, get_args
+
+from pydantic import ValidationError
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import col, select
+
+from writ.attestations.audit import AuditLog
+from writ.engine.errors import ConfigError, ConflictError, InputError, NotFoundError, StoreError, VerificationError
+from writ.engine.store.db import Store, describe_db_error
+from writ.engine.store.tables import PrincipalRow, TrustedKeyRow
+from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
+from writ.plans.keys import PublicKey, short_key_id
+from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustedKey, TrustSet
+
+__all__ = [
+    "TRUST_ROOT_TYPE",
+    "KeyRecord",
+    "PrincipalRecord",
+    "TrustStore",
+    "db_time",
+    "from_db_time",
+    "groups_from_policy_data",
+    "load_trust_root",
+    "policy_groups",
+]
+
+ROLES: tuple[str, ...] = get_args(Role)
+TRUST_ROOT_TYPE = "https://writ.dev/trust-root/v1"
+_DB_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+_HEX = re.compile(r"^[0-9a-f]+$")
+MIN_PREFIX = 6
+
+GroupsSource = Callable[[], Mapping[str, tuple[str, ...]]]
+
+
+def db_time(t: datetime) -> str:
+    """A timezone-aware time as stored: UTC, fixed width (text order is time order)."""
+    if t.tzinfo is None:
+        raise InputError("a time must be timezone-aware (e.g. 2026-11-22T10:00:00Z)", code="input_invalid")
+    return t.astimezone(UTC).strftime(_DB_TIME)
+
+
+def from_db_time(text: str) -> datetime:
+    """A stored time; ``StoreError`` if the database holds something Writ never wrote."""
+    try:
+        return datetime.strptime(text, _DB_TIME).replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        raise StoreError(
+            f"the database holds the time {str(text)[:40]!r}, not YYYY-MM-DDTHH:MM:SS.ffffffZ: "
+            "a row was written outside Writ",
+            code="store_corrupt",
+        ) from None
+
+
+def _opt_time(text: str | None) -> datetime | None:
+    return from_db_time(text) if text is not None else None
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+class HasPolicySet(Protocol):
+    """An engine that holds its loaded policy set (``EmbeddedEngine``)."""
+
+    @property
+    def policy_set(self) -> Any: ...
+
+
+def groups_from_policy_data(data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """``data.writ.groups`` of a policy set, checked: ``{"group": ["principal", ...]}`` ({} if absent)."""
+    writ = data.get("writ") if isinstance(data, Mapping) else None
+    groups = writ.get("groups", {}) if isinstance(writ, Mapping) else {}
+    where = "data.writ.groups (policies/writ/groups.json)"
+    if not isinstance(groups, Mapping):
+        raise ConfigError(f"{where} must be an object of group name -> list of principals, got {type(groups).__name__}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, members in groups.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{where}: group {name!r} must be a list of principal names")
+        bad = [m for m in members if not re.fullmatch(PRINCIPAL_PATTERN, m)]
+        if bad:
+            raise ConfigError(f"{where}: group {name!r} lists {bad[0]!r}, which is not a valid principal name")
+        out[str(name)] = tuple(members)
+    return out
+
+
+def policy_groups(engine: HasPolicySet) -> GroupsSource:
+    """Groups read from ``engine``'s policy set at each call, so a policy reload takes effect."""
+
+    def source() -> Mapping[str, tuple[str, ...]]:
+        reload = getattr(engine, "reload_if_changed", None)
+        if callable(reload):
+            reload()
+        return groups_from_policy_data(engine.policy_set.data)
+
+    return source
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    name: str
+    role: str
+    created_at: datetime
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    principal: str
+    role: str
+    public_key: str  # base64 of the 32 raw bytes
+    not_before: datetime | None
+    not_after: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+    @property
+    def trusted(self) -> TrustedKey:
+        return TrustedKey(
+            principal=self.principal,
+            role=self.role,
+            public_key=PublicKey.from_base64(self.public_key),
+            not_before=self.not_before,
+            not_after=self.not_after,
+            revoked_at=self.revoked_at,
+        )
+
+    def status(self, now: datetime) -> str:
+        """``valid``, or why not (``revoked at ...``, ``expired at ...``, ``not valid before ...``)."""
+        return self.trusted.invalid_reason(now) or "valid"
+
+
+def _key_record(row: TrustedKeyRow) -> KeyRecord:
+    return KeyRecord(
+        key_id=row.key_id,
+        principal=row.principal,
+        role=row.role,
+        public_key=row.public_key,
+        not_before=_opt_time(row.not_before),
+        not_after=_opt_time(row.not_after),
+        revoked_at=_opt_time(row.revoked_at),
+        created_at=from_db_time(row.created_at),
+    )
+
+
+class TrustStore:
+    """Principals and keys in a ``Store``; groups from the policy data. Safe to share between processes."""
+
+    def __init__(self, store: Store, groups: GroupsSource | None = None, *, audit: AuditLog | None = None) -> None:
+        self._store = store
+        self._groups: GroupsSource = groups or dict
+        self._audit = audit or AuditLog(store)
+
+    @contextmanager
+    def _db(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot {what} in {self._store.url}: {describe_db_error(e)}") from e
+
+    # -- principals ------------------------------------------------------------------------
+
+    def add_principal(self, name: str, role: str, *, now: datetime | None = None) -> PrincipalRecord:
+        """Register a principal with its one role. ``ConflictError`` if the name (ignoring case) is taken."""
+        if not isinstance(name, str) or not re.fullmatch(PRINCIPAL_PATTERN, name):
+            raise InputError(
+                f"principal name {name!r} is invalid: 1-128 of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit",
+                code="principal_invalid",
+            )
+        if role not in ROLES:
+            raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}", code="role_invalid")
+        created = db_time(_now(now))
+        with self._db(f"add principal {name!r}"), self._store.session(write=True) as session:
+            clash = session.exec(select(PrincipalRow).where(func.lower(PrincipalRow.name) == name.lower())).first()
+            if clash is not None:
+                same = clash.name == name
+                raise ConflictError(
+                    f"principal {name!r} already exists with role {clash.role}"
+                    if same
+                    else f"principal {name!r} clashes with existing {clash.name!r}: names may not differ only by case",
+                    code="principal_exists",
+                )
+            session.add(PrincipalRow(name=name, role=role, created_at=created))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise ConflictError(
+                    f"principal {name!r} was added by another process just now", code="principal_exists"
+                ) from None
+        self._audit.append("trust_event", {"event": "principal_added", "principal": name, "role": role})
+        return PrincipalRecord(name, role, from_db_time(created), self._groups_of(name))
+
+    def principal(self, name: str) -> PrincipalRecord:
+        with self._db(f"read principal {name!r}"), self._store.session() as session:
+            row = session.get(PrincipalRow, name)
+        if row is None:
+            raise NotFoundError(
+                f"no principal {name!r}; add it with `writ principals add {name} --role ROLE`",
+                code="principal_not_found",
+            )
+        return PrincipalRecord(row.name, row.role, from_db_time(row.created_at), self._groups_of(row.name))
+
+    def principals(self) -> list[PrincipalRecord]:
+        with self._db("list principals"), self._store.session() as session:
+            rows = list(session.exec(select(PrincipalRow).order_by(col(PrincipalRow.name))))
+        groups = self.groups()
+        return [
+            PrincipalRecord(
+                r.name, r.role, from_db_time(r.created_at), tuple(sorted(g for g, m in groups.items() if r.name in m))
+            )
+            for r in rows
+        ]
+
+    # -- groups ------------------------------------------------------------------------------
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """``data.writ.groups`` of the policy set in force."""
+        return dict(self._groups())
+
+    def _groups_of(self, name: str) -> tuple[str, ...]:
+        return tuple(sorted(g for g, members in self.groups().items() if name in members))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def add_key(
+        self,
+        principal: str,
+        public_key: PublicKey,
+        *,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+        now: datetime | None = None,
+    ) -> KeyRecord:
+        """Trust ``public_key`` for ``principal``, in the principal's role."""
+        owner = self.principal(principal)
+        row = TrustedKeyRow(
+            key_id=public_key.key_id,
+            principal=owner.name,
+            role=owner.role,
+            public_key=public_key.to_base64(),
+            not_before=db_time(not_before) if not_before else None,
+            not_after=db_time(not_after) if not_after else None,
+            created_at=db_time(_now(now)),
+        )
+        record = _key_record(row)
+        try:
+            record.trusted  # noqa: B018 - checks the window (not_after later than not_before)
+        except ValidationError as e:
+            raise InputError(f"key validity window: {e.errors()[0]['msg']}", code="key_invalid") from None
+        with self._db(f"add a key for {principal!r}"), self._store.session(write=True) as session:
+            existing = session.get(TrustedKeyRow, row.key_id)
+            if existing is not None:
+                raise ConflictError(
+                    f"key {short_key_id(row.key_id)} is already trusted for {existing.principal!r} ({existing.role})",
+                    code="key_exists",
+                )
+            session.add(row)
+            try:
+                session.commit()
+            except IntegrityError as e:
+                session.rollback()
+                raise ConflictError(
+                    f"key {short_key_id(row.key_id)} for {principal!r} was refused: {describe_db_error(e)}",
+                    code="key_exists",
+                ) from None
+        self._audit.append(
+            "trust_event",
+            {
+                "event": "key_added",
+                "key_id": record.key_id,
+                "principal": record.principal,
+                "role": record.role,
+                "not_before": db_time(not_before) if not_before else None,
+                "not_after": db_time(not_after) if not_after else None,
+            },
+        )
+        return record
+
+    def keys(self, principal: str | None = None) -> list[KeyRecord]:
+        with self._db("list keys"), self._store.session() as session:
+            query = select(TrustedKeyRow).order_by(col(TrustedKeyRow.principal), col(TrustedKeyRow.created_at))
+            if principal is not None:
+                query = query.where(TrustedKeyRow.principal == principal)
+            return [_key_record(r) for r in session.exec(query)]
+
+    def key(self, ref: str) -> KeyRecord:
+        """A key by its full id (``sha256:<64 hex>``) or a unique prefix of the hex (at least 6 digits)."""
+        hex_part = ref.strip().lower().removeprefix("sha256:")
+        if len(hex_part) < MIN_PREFIX or not _HEX.match(hex_part):
+            raise InputError(
+                f"key id {ref!r} is neither sha256:<64 hex> nor a prefix of at least {MIN_PREFIX} hex digits",
+                code="key_id_invalid",
+            )
+        with self._db("find a key"), self._store.session() as session:
+            rows = list(
+                session.exec(
+                    select(TrustedKeyRow).where(col(TrustedKeyRow.key_id).startswith("sha256:" + hex_part)).limit(2)
+                )
+            )
+        if not rows:
+            raise NotFoundError(f"no trusted key {ref!r} (see `writ keys list`)", code="key_not_found")
+        if len(rows) > 1:
+            raise InputError(f"key id prefix {ref!r} names more than one key; give more digits", code="key_ambiguous")
+        return _key_record(rows[0])
+
+    def revoke_key(self, ref: str, *, at: datetime | None = None) -> KeyRecord:
+        """Revoke a key from ``at`` (default now) on. Signatures checked at or after ``at`` no longer count.
+
+        A key already revoked can only be revoked earlier (a compromise found to be older), never later.
+        """
+        record = self.key(ref)
+        when = db_time(_now(at))
+        with self._db(f"revoke key {short_key_id(record.key_id)}"), self._store.session(write=True) as session:
+            row = session.get(TrustedKeyRow, record.key_id)
+            assert row is not None
+            if row.revoked_at is not None and row.revoked_at <= when:
+                raise ConflictError(
+                    f"key {short_key_id(row.key_id)} of {row.principal!r} is already revoked "
+                    f"since {row.revoked_at}; a revocation can only move earlier",
+                    code="key_already_revoked",
+                )
+            row.revoked_at = when
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            revoked = _key_record(row)
+        self._audit.append(
+            "trust_event",
+            {"event": "key_revoked", "key_id": revoked.key_id, "principal": revoked.principal, "revoked_at": when},
+        )
+        return revoked
+
+    # -- trust sets --------------------------------------------------------------------------
+
+    def trust_set(self) -> TrustSet:
+        """Every stored key (revoked ones included: they verify history) and the policy's groups."""
+        keys = [k.trusted for k in self.keys()]
+        try:
+            return TrustSet.of(keys, self.groups())
+        except ValidationError as e:
+            raise ConfigError(
+                f"the trust store and data.writ.groups do not form a trust set: {e.errors()[0]['msg']}",
+                code="trust_invalid",
+            ) from None
+
+    def export_trust_root(self, *, now: datetime | None = None) -> dict[str, Any]:
+        """The trust set as JSON, with when it was exported and the sha256 of its RFC 8785 form."""
+        trust = self.trust_set().model_dump(mode="json")
+        return {
+            "_type": TRUST_ROOT_TYPE,
+            "exported_at": _now(now).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "digest": sha256_digest(canonical_bytes(trust)),
+            "trust": trust,
+        }
+
+
+def load_trust_root(raw: bytes) -> TrustSet:
+    """The trust set of an exported trust root, after checking its digest. ``VerificationError`` if it changed."""
+    doc = parse_strict(raw)
+    if not isinstance(doc, dict) or doc.get("_type") != TRUST_ROOT_TYPE or not isinstance(doc.get("trust"), dict):
+        raise InputError(f"not a Writ trust root: expected an object with _type {TRUST_ROOT_TYPE!r} and trust")
+    got = sha256_digest(canonical_bytes(doc["trust"]))
+    if got != doc.get("digest"):
+        raise VerificationError(f"trust root digest is {doc.get('digest')!r}, its contents hash to {got}")
+    try:
+        return TrustSet.model_validate(doc["trust"])
+    except ValidationError as e:
+        raise InputError(f"trust root is not a valid trust set: {e.errors()[0]['msg']}") from None
