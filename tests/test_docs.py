@@ -64,3 +64,10 @@ def test_every_reason_code_is_documented() -> None:
 def test_examples_in_the_readme_exist() -> None:
     for path in re.findall(r"@(examples/[\w.-]+)", README):
         assert (ROOT / path).exists(), path
+
+
+def test_every_test_file_named_as_evidence_exists() -> None:
+    """SECURITY.md backs each guarantee with tests: the files it names must exist."""
+    for doc in ("SECURITY.md", "README.md", "docs/policies.md"):
+        for path in re.findall(r"((?:tests|policies)/[\w/]+\.(?:py|rego))", (ROOT / doc).read_text()):
+            assert (ROOT / path).exists(), f"{doc} names {path}, which does not exist"
