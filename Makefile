@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint schemas bench clean
+.PHONY: serve test demo lint schemas bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(VENV)/.test
 	$(BIN)/writ policy test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
+# The end-to-end story with real upstream servers (needs the npm servers: the test install).
+demo: $(VENV)/.test
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/writ demo
+
 lint: $(VENV)/.test
 	$(BIN)/ruff check engine attestations plans
 	rm -rf build/typecheck && mkdir -p build/typecheck/writ
@@ -44,6 +48,8 @@ schemas: $(VENV)/.runtime
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/policy_decisions.py
+	$(BIN)/python benchmarks/plans.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gateway_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

@@ -73,10 +73,11 @@ def setup_writ(tmp: Path, workspace: Path) -> tuple[Path, Path]:
     env = {**os.environ, "WRIT_HOME": str(data)}
     subprocess.run([writ, "principals", "add", "bench-bot", "--role", "executor"], env=env, check=True,
                    capture_output=True)
-    config = tmp / "writ.toml"
+    (tmp / "etc").mkdir()
+    config = tmp / "etc" / "writ.toml"  # not beside the data dir: an upstream's cwd must not contain it
     config.write_text(
         f'[upstreams.fs]\ncommand = {json.dumps(node())}\nargs = [{json.dumps(str(FS_SERVER))}, '
-        f'{json.dumps(str(workspace))}]\n\n[principals.bench-bot]\nrole = "executor"\n'
+        f'{json.dumps(str(workspace))}]\n'
     )
     return data, config
 

@@ -19,6 +19,7 @@ import click
 from writ.engine import cli_plans
 from writ.engine.cli_audit import audit
 from writ.engine.cli_common import writ_command
+from writ.engine.cli_demo import demo
 from writ.engine.cli_gateway import mcp
 from writ.engine.settings import Settings
 
@@ -209,6 +210,7 @@ def serve(host: str, port: int) -> None:
 
 main.add_command(audit)
 main.add_command(mcp)
+main.add_command(demo)
 main.add_command(cli_plans.principals)
 main.add_command(cli_plans.keys)
 main.add_command(cli_plans.trust)

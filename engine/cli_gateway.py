@@ -1,5 +1,6 @@
-"""``writ mcp``: the gateway as a stdio MCP server, acting for one principal.
+"""``writ mcp``: the gateway as a stdio MCP server, acting for one principal of the trust store.
 
+    $ writ principals add plan-bot --role planner && writ keys new --principal plan-bot
     $ writ mcp --principal plan-bot --config writ.toml --data-dir ~/.writ
 
 stdout is the MCP wire: nothing else is printed there. Startup errors are one line on
@@ -20,39 +21,56 @@ from writ.engine.settings import Settings
 
 
 @click.command("mcp")
-@click.option("--principal", required=True, metavar="NAME", help="Who the gateway acts for ([principals] in the config).")
+@click.option("--principal", required=True, metavar="NAME",
+              help="Who the gateway acts for: a principal of the trust store (writ principals add).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("writ.toml"),
-              show_default=True, help="The gateway config: upstream servers, timeouts, principals.")
+              show_default=True, help="The gateway config: upstream servers and timeouts.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A planner's private key for signing plans (default: its newest trusted key in <data dir>/keys).")
 @click.option("-v", "--verbose", is_flag=True, help="Log upstream starts and restarts (to stderr).")
 @writ_command
-def mcp(principal: str, config_path: Path, verbose: bool) -> None:
+def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool) -> None:
     """Serve MCP on stdin/stdout: every upstream tool, each call decided by policy and audited.
 
-    Tools are exposed as <server>__<tool>. Point an MCP client (Claude Desktop, Claude Code)
-    at this command; it runs until the client closes stdin.
+    Tools are exposed as <server>__<tool>, beside Writ's own plan tools (writ__writ_plan_propose,
+    _status, _begin, _finish). The principal and its role come from the trust store, its groups
+    from the policy data. Point an MCP client (Claude Desktop, Claude Code) at this command; it
+    runs until the client closes stdin.
 
     \b
     Example:
       writ mcp --principal plan-bot --config examples/writ.toml
-      claude mcp add writ -- writ mcp --principal exec-bot --config /srv/writ.toml
+      claude mcp add writ -- writ mcp --principal exec-bot --config /srv/writ.toml --data-dir /srv/writ
     """
-    from writ.engine.gateway.config import load_config, resolve_principal
+    from writ.attestations.audit import AuditLog
+    from writ.engine.errors import ConfigError
+    from writ.engine.gateway.config import load_config
+    from writ.engine.gateway.exposure import secrets_exposed
+    from writ.engine.gateway.governance import resolve_principal
     from writ.engine.gateway.server import Gateway
-    from writ.engine.pdp import DecisionPoint
+    from writ.engine.pdp import DecisionPoint, make_engine
+    from writ.engine.plan_stores import plan_stores
+    from writ.engine.store.db import open_store
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="writ mcp: %(levelname)s %(name)s: %(message)s")
     if verbose:
         logging.getLogger("writ").setLevel(logging.INFO)
     settings: Settings = click.get_current_context().obj
     config = load_config(config_path)
-    who = resolve_principal(config, principal)
-    pdp = DecisionPoint.from_settings(settings)
-    try:
-        anyio.run(Gateway(pdp, config, who).serve_stdio)
-    except KeyboardInterrupt:
-        pass  # the upstreams were stopped on the way out
-    finally:
-        pdp.close()
+    exposed = secrets_exposed(config, [settings.home])
+    if exposed:
+        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+    with open_store(settings) as store:
+        audit = AuditLog(store)
+        pdp = DecisionPoint(make_engine(settings), audit)
+        try:
+            stores = plan_stores(settings, store, engine=pdp.engine, audit=audit)
+            who = resolve_principal(stores.trust, principal)
+            anyio.run(Gateway(pdp, config, who, stores, key_file=key_file).serve_stdio)
+        except KeyboardInterrupt:
+            pass  # the upstreams were stopped on the way out
+        finally:
+            pdp.close()
 
 
 if __name__ == "__main__":

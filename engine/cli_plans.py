@@ -23,7 +23,6 @@ import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -33,18 +32,18 @@ from pydantic import ValidationError
 
 from writ.engine.cli_common import writ_command
 from writ.engine.errors import ConfigError, InputError, NotFoundError, StoreError, WritError
+from writ.engine.plan_stores import PlanStores, key_file_name, keys_dir, open_plan_stores
 from writ.engine.settings import Settings
-from writ.engine.store.db import open_store
 from writ.plans import dsse
-from writ.plans.approval_policy import Assessment, PolicyEvaluator, assess
+from writ.plans.approval_policy import Assessment, assess
 from writ.plans.canonical import parse_strict
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.lifecycle import PlanState
 from writ.plans.models import Plan, PlanLimits
 from writ.plans.statements import Decision, sign_approval, sign_plan
-from writ.plans.store import ApprovalRecord, PlanRecord, PlanStore
+from writ.plans.store import ApprovalRecord, PlanRecord
 from writ.plans.trust import Role, TrustSet
-from writ.plans.trust_store import TrustStore, load_trust_root, policy_groups
+from writ.plans.trust_store import load_trust_root
 from writ.plans.verify import ApprovalResult, short_plan_id, verify_plan_envelope
 
 ROLES: tuple[str, ...] = get_args(Role)
@@ -55,26 +54,12 @@ DEFAULT_EXPIRES_IN = timedelta(hours=4)
 # --- shared ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Writ:
-    settings: Settings
-    trust: TrustStore
-    plans: PlanStore
-    policy: PolicyEvaluator
-
-
 @contextmanager
-def _open(*, create: bool = True) -> Iterator[_Writ]:
+def _open(*, create: bool = True) -> Iterator[PlanStores]:
     """The store, the trust store (groups from the policy set) and the plan store of the settings."""
-    from writ.engine.pdp import make_engine
-    from writ.engine.policy.embedded import EmbeddedEngine
-
     settings: Settings = click.get_current_context().obj
-    with open_store(settings, create=create) as store:
-        local = EmbeddedEngine(settings.effective_policy_dir, settings.limits)  # data.writ.groups lives here
-        policy: PolicyEvaluator = local if settings.engine == "embedded" else make_engine(settings)
-        trust = TrustStore(store, policy_groups(local))
-        yield _Writ(settings, trust, PlanStore(store, trust, policy), policy)
+    with open_plan_stores(settings, create=create) as w:
+        yield w
 
 
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
@@ -239,7 +224,7 @@ def keys_new(principal: str, out: Path | None) -> None:
     with _open() as w:
         who = w.trust.principal(principal)
         key = PrivateKey.generate()
-        path = out if out is not None else _keys_dir(w.settings) / f"{who.name}-{short_key_id(key.key_id)}.pem"
+        path = out if out is not None else keys_dir(w.settings) / key_file_name(who.name, key.key_id)
         key.save(path)
         try:
             w.trust.add_key(who.name, key.public_key)
@@ -248,21 +233,6 @@ def keys_new(principal: str, out: Path | None) -> None:
             raise
     click.echo(f"key {key.key_id} for {who.name} ({who.role})")
     click.echo(f"private key written to {path} (mode 0600)")
-
-
-def _keys_dir(settings: Settings) -> Path:
-    path = settings.home / "keys"
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        mode = path.stat().st_mode & 0o777
-    except OSError as e:
-        raise ConfigError(f"cannot create the keys directory {path}: {e.strerror}") from None
-    if mode & 0o077:
-        raise ConfigError(
-            f"keys directory {path} has mode {mode:04o}; only its owner may use it (chmod 700 {path})",
-            code="key_dir_insecure",
-        )
-    return path
 
 
 @keys.command("list")
@@ -574,7 +544,7 @@ def plan_verify(target: str, trust_file: Path | None, at: str | None) -> None:
     if not path.is_file() and ("/" in target or path.suffix):
         raise InputError(f"no envelope file {target} (and it is not a plan id)")
     with ExitStack() as stack:
-        w: _Writ | None = None
+        w: PlanStores | None = None
         try:  # offline, with --trust and a file, there may be no data directory at all
             w = stack.enter_context(_open(create=trust_file is None or not path.is_file()))
         except StoreError:

@@ -1,5 +1,6 @@
 """Real parts for the gateway tests: a git repository, the two upstream servers, `writ mcp` as a subprocess.
 
+    register(data_dir, STANDARD_PRINCIPALS)                  # principals of the trust store
     with gateway_client(config_path, "plan-bot", data_dir, log_dir) as client:
         result = client.call("git__git_status", {"repo_path": str(repo)})
 
@@ -90,14 +91,30 @@ def pid_wrapped(pidfile: Path, command: list[str]) -> tuple[str, list[str]]:
     return "/bin/sh", ["-c", 'echo $$ >> "$0"; exec "$@"', str(pidfile), *command]
 
 
-PRINCIPALS = """
-[principals.plan-bot]
-role = "planner"
-[principals.exec-bot]
-role = "executor"
-[principals.audit-bot]
-role = "auditor"
-"""
+# Who the gateways of the tests act for: principals of the data directory's trust store.
+STANDARD_PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "audit-bot": "auditor"}
+
+
+def register(data_dir: Path, principals: dict[str, str], *, keys: bool = False) -> dict[str, Path]:
+    """Add the principals that are not there yet to ``data_dir``'s trust store; with ``keys``, give each a new
+    key, saved where `writ keys new` saves it. Returns the private key files."""
+    from writ.engine.plan_stores import key_file_name, keys_dir, open_plan_stores
+    from writ.engine.settings import Settings
+    from writ.plans.keys import PrivateKey
+
+    settings = Settings(home=data_dir)
+    paths: dict[str, Path] = {}
+    with open_plan_stores(settings) as w:
+        known = {p.name for p in w.trust.principals()}
+        for name, role in principals.items():
+            if name not in known:
+                w.trust.add_principal(name, role)
+            if keys:
+                key = PrivateKey.generate()
+                paths[name] = keys_dir(settings) / key_file_name(name, key.key_id)
+                key.save(paths[name])
+                w.trust.add_key(name, key.public_key)
+    return paths
 
 
 class GatewayClient:
@@ -188,3 +205,55 @@ def text_of(result: types.CallToolResult) -> str:
 def reason_codes(result: types.CallToolResult) -> list[str]:
     meta = (result.meta or {}).get("writ/decision") or {}
     return [r["code"] for r in meta.get("reasons", [])]
+
+
+def error_code(result: types.CallToolResult) -> str | None:
+    """The code of a refusal that is not a policy deny: a refused claim, a failed Writ tool, an upstream error."""
+    meta = (result.meta or {}).get("writ/decision") or {}
+    code = meta.get("error")
+    return str(code) if code is not None else None
+
+
+# An upstream whose one tool's description is read from a file at every tools/list: edit the file
+# and the definition (so its digest) changes under a running gateway, as in a rug pull. The tool
+# appends its "text" argument to a file, so a test can see whether a call ever reached it.
+NOTES_SERVER = """
+import sys
+from pathlib import Path
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+description, notes = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+async def list_tools(ctx, params):
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    return types.ListToolsResult(tools=[types.Tool(name="append_note", description=description.read_text(),
+                                                   input_schema=schema)])
+
+
+async def call_tool(ctx, params):
+    with notes.open("a") as f:
+        f.write((params.arguments or {}).get("text", "") + "\\n")
+    return types.CallToolResult(content=[types.TextContent(type="text", text="noted")])
+
+
+async def main():
+    server = Server("notes", on_list_tools=list_tools, on_call_tool=call_tool)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+anyio.run(main)
+"""
+
+
+def notes_server(directory: Path, description: str = "Append a line of text to the notes.") -> tuple[list[str], Path, Path]:
+    """(command, description file, notes file) for a NOTES_SERVER upstream kept in ``directory``."""
+    script, desc, notes = directory / "notes_server.py", directory / "notes-description.txt", directory / "notes.txt"
+    script.write_text(NOTES_SERVER)
+    desc.write_text(description)
+    return [sys.executable, str(script), str(desc), str(notes)], desc, notes

@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 
 from writ.engine.cli_gateway import mcp
 from writ.engine.errors import ConfigError, NotFoundError
-from writ.engine.gateway.config import GatewayConfigError, load_config, resolve_principal
+from writ.engine.gateway.config import GatewayConfigError, load_config
+from writ.engine.gateway.governance import resolve_principal
 from writ.engine.gateway.upstream import definition_digest
+from writ.engine.plan_stores import open_plan_stores
+from writ.engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +31,6 @@ cwd = "repo"
 command = "node"
 [upstreams.remote]
 url = "http://127.0.0.1:9000/mcp"
-[principals.plan-bot]
-role = "planner"
-groups = ["eng"]
 """
 
 
@@ -46,14 +46,11 @@ def test_a_good_config_loads_with_paths_from_its_directory(tmp_path: Path) -> No
     assert config.upstreams["git"].cwd == tmp_path / "repo"
     assert config.upstreams["fs"].cwd == tmp_path  # a stdio upstream runs beside its config
     assert config.upstreams["remote"].url == "http://127.0.0.1:9000/mcp" and config.upstreams["remote"].cwd is None
-    who = resolve_principal(config, "plan-bot")
-    assert (who.name, who.role, who.groups) == ("plan-bot", "planner", ("eng",))
 
 
 def test_the_example_config_loads() -> None:
     config = load_config(ROOT / "examples" / "writ.toml")
     assert set(config.upstreams) == {"git", "fs"}
-    assert resolve_principal(config, "exec-bot").role == "executor"
 
 
 @pytest.mark.parametrize(("name", "text", "key", "problem"), [
@@ -65,10 +62,11 @@ def test_the_example_config_loads() -> None:
     ("url_not_http", '[upstreams.git]\nurl = "file:///etc/passwd"', "upstreams.git.url", "pattern"),
     ("upstream_named_writ", '[upstreams.writ]\ncommand = "x"', "upstreams.writ", "reserved"),
     ("separator_in_name", '[upstreams.a__b]\ncommand = "x"', "upstreams.a__b", "not '__'"),
-    ("bad_role", '[upstreams.git]\ncommand = "x"\n[principals.p]\nrole = "root"', "principals.p.role", "planner"),
+    ("principals_moved_to_the_trust_store", '[upstreams.git]\ncommand = "x"\n[principals.p]\nrole = "planner"',
+     "principals", "trust store"),
     ("negative_timeout", '[gateway]\ncall_timeout_s = -1\n[upstreams.git]\ncommand = "x"',
      "gateway.call_timeout_s", "greater than 0"),
-    ("no_upstreams", "[principals.p]\nrole = \"planner\"", "upstreams", "required"),
+    ("no_upstreams", "[gateway]\ncall_timeout_s = 1", "upstreams", "required"),
 ])
 def test_bad_config_names_the_file_and_the_key(tmp_path: Path, name: str, text: str, key: str, problem: str) -> None:
     path = write(tmp_path, text)
@@ -87,9 +85,16 @@ def test_unreadable_config_names_the_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[upstreams.git\n"))
 
 
-def test_an_unknown_principal_is_not_found(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="principal 'root' is not in .* \\(known: plan-bot\\)"):
-        resolve_principal(load_config(write(tmp_path, GOOD)), "root")
+def test_principals_come_from_the_trust_store_and_groups_from_policy_data(settings: Settings) -> None:
+    with open_plan_stores(settings) as w:
+        w.trust.add_principal("alice", "approver")
+        w.trust.add_principal("exec-bot", "executor")
+        who = resolve_principal(w.trust, "alice")
+        assert (who.name, who.role, who.groups) == ("alice", "approver", ("code-owners",))  # policies/writ/groups.json
+        assert resolve_principal(w.trust, "exec-bot").groups == ()
+        with pytest.raises(NotFoundError, match="no principal 'root'; add it with `writ principals add root") as err:
+            resolve_principal(w.trust, "root")
+        assert err.value.code == "principal_not_found"
 
 
 def test_writ_mcp_refuses_to_start_with_one_line_on_stderr(tmp_path: Path) -> None:
@@ -97,7 +102,7 @@ def test_writ_mcp_refuses_to_start_with_one_line_on_stderr(tmp_path: Path) -> No
     path = write(tmp_path, GOOD)
     result = runner.invoke(mcp, ["--principal", "root", "--config", str(path), "--data-dir", str(tmp_path / "h")])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error[not_found]: principal 'root'") and result.stdout == ""
+    assert result.stderr.startswith("error[principal_not_found]: no principal 'root'") and result.stdout == ""
     bad = write(tmp_path, '[upstreams.writ]\ncommand = "x"')
     result = runner.invoke(mcp, ["--principal", "p", "--config", str(bad), "--data-dir", str(tmp_path / "h")])
     assert result.exit_code == 1

@@ -15,10 +15,10 @@ def config(**upstreams: dict) -> GatewayConfig:
 def test_filesystem_root_above_the_data_dir_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "project" / ".writ"
     home.mkdir(parents=True)
-    cfg = config(fs={"command": "node", "args": ["server.js", str(tmp_path / "project")]})
+    cfg = config(fs={"command": "node", "args": ["server.js", str(tmp_path / "project")], "cwd": str(tmp_path)})
     problems = secrets_exposed(cfg, [home])
     assert len(problems) == 1
-    assert "upstream 'fs' can reach" in problems[0] and str(home) in problems[0]
+    assert "upstream 'fs' is given" in problems[0] and str(home) in problems[0]
 
 
 def test_symlinked_root_is_resolved(tmp_path: Path) -> None:
@@ -30,9 +30,12 @@ def test_symlinked_root_is_resolved(tmp_path: Path) -> None:
     assert secrets_exposed(cfg, [real / ".writ"])
 
 
-def test_cwd_counts_as_a_root(tmp_path: Path) -> None:
-    cfg = config(git={"command": "python", "args": ["-m", "mcp_server_git"], "cwd": str(tmp_path)})
-    assert "as cwd" in secrets_exposed(cfg, [tmp_path / ".writ"])[0]
+def test_a_relative_root_is_taken_from_the_cwd_but_the_cwd_alone_is_not_a_root(tmp_path: Path) -> None:
+    (tmp_path / ".writ").mkdir()
+    alone = config(git={"command": "python", "args": ["-m", "mcp_server_git"], "cwd": str(tmp_path)})
+    assert secrets_exposed(alone, [tmp_path / ".writ"]) == []
+    dot = config(fs={"command": "node", "args": ["server.js", "."], "cwd": str(tmp_path)})
+    assert secrets_exposed(dot, [tmp_path / ".writ"])
 
 
 def test_sibling_directories_and_url_upstreams_are_fine(tmp_path: Path) -> None:
@@ -41,3 +44,18 @@ def test_sibling_directories_and_url_upstreams_are_fine(tmp_path: Path) -> None:
         remote={"url": "http://127.0.0.1:9/mcp"},
     )
     assert secrets_exposed(cfg, [tmp_path / "writ-home", tmp_path / "workspace-other"]) == []
+
+
+def test_writ_mcp_refuses_to_start_when_an_upstream_can_read_the_data_dir(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "project" / ".writ"
+    home.mkdir(parents=True)
+    cfg = tmp_path / "writ.toml"
+    cfg.write_text(f'[upstreams.fs]\ncommand = "node"\nargs = ["server.js", "{tmp_path / "project"}"]\n')
+    writ = Path(sys.executable).with_name("writ")
+    r = subprocess.run([str(writ), "mcp", "--principal", "x", "--config", str(cfg), "--data-dir", str(home)],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error[secrets_exposed]: upstream 'fs' is given")

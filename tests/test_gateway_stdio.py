@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from _gateway import (
     FS_SERVER,
-    PRINCIPALS,
+    STANDARD_PRINCIPALS,
     GatewayClient,
     commit_count,
     gateway_client,
     http_git_server,
     make_repo,
     reason_codes,
+    register,
     require_upstreams,
     text_of,
     toml_list,
@@ -56,8 +57,8 @@ args = {toml_list(["-m", "mcp_server_git", "--repository", str(self.repo)])}
 
 [upstreams.fs]
 command = {toml_str(node)}
-args = {toml_list([str(FS_SERVER), str(self.files)])}
-{PRINCIPALS}""")
+args = {toml_list([str(FS_SERVER), str(self.files)])}""")
+        register(self.data_dir, STANDARD_PRINCIPALS)
 
     def client(self, principal: str) -> Iterator[GatewayClient]:
         with gateway_client(self.config, principal, self.data_dir, self.stderr) as client:
@@ -82,7 +83,9 @@ def executor(env: Env) -> Iterator[GatewayClient]:
 def test_tools_are_namespaced_and_carry_their_definition_digest(planner: GatewayClient) -> None:
     tools = {t.name: t for t in planner.list_tools()}
     assert {"git__git_status", "git__git_commit", "fs__read_text_file", "fs__write_file"} <= set(tools)
-    assert all(name.startswith(("git__", "fs__")) for name in tools)
+    assert all(name.startswith(("git__", "fs__", "writ__")) for name in tools)
+    # Writ's own tools: a planner sees those its role may call.
+    assert {n for n in tools if n.startswith("writ__")} == {"writ__writ_plan_propose", "writ__writ_plan_status"}
     for name, tool in tools.items():
         meta = tool.meta or {}
         server, _, upstream_name = name.partition("__")
@@ -96,7 +99,8 @@ def test_tools_are_namespaced_and_carry_their_definition_digest(planner: Gateway
 def test_digests_are_stable_across_gateway_and_upstream_restarts(planner: GatewayClient,
                                                                   executor: GatewayClient) -> None:
     # Two gateway processes, each with its own upstream processes.
-    digests = [{t.name: (t.meta or {})["writ/definition_digest"] for t in c.list_tools()} for c in (planner, executor)]
+    digests = [{t.name: (t.meta or {})["writ/definition_digest"] for t in c.list_tools()
+                if not t.name.startswith("writ__")} for c in (planner, executor)]  # Writ's own differ by role
     assert digests[0] == digests[1]
 
 
@@ -159,9 +163,10 @@ def test_an_http_upstream_is_governed_the_same_and_its_loss_reported(planner: Ga
                                                                        tmp_path: Path) -> None:
     with http_git_server(env.repo, tmp_path / "http-git.log") as (url, server):
         config = tmp_path / "writ.toml"
-        config.write_text(f"[gateway]\nmax_restarts = 0\n[upstreams.git]\nurl = {toml_str(url)}\n{PRINCIPALS}")
+        config.write_text(f"[gateway]\nmax_restarts = 0\n[upstreams.git]\nurl = {toml_str(url)}\n")
         with gateway_client(config, "plan-bot", env.data_dir, env.stderr) as client:
-            over_http = {t.name: (t.meta or {})["writ/definition_digest"] for t in client.list_tools()}
+            over_http = {t.name: (t.meta or {})["writ/definition_digest"] for t in client.list_tools()
+                         if t.name.startswith("git__")}
             over_stdio = {t.name: (t.meta or {})["writ/definition_digest"]
                           for t in planner.list_tools() if t.name.startswith("git__")}
             assert over_http == over_stdio  # the digest is of the definition, not of the transport

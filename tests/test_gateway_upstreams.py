@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from _gateway import (
     FS_SERVER,
-    PRINCIPALS,
+    STANDARD_PRINCIPALS,
     GatewayClient,
     gateway_client,
     make_repo,
     pid_wrapped,
     reason_codes,
+    register,
     require_upstreams,
     text_of,
     toml_list,
@@ -68,8 +69,8 @@ args = {toml_list(fs_args)}
 max_restarts = 0
 
 [upstreams.broken]
-command = {toml_str(root / "no-such-server")}
-{PRINCIPALS}""")
+command = {toml_str(root / "no-such-server")}""")
+        register(self.data_dir, STANDARD_PRINCIPALS)
 
     def pids(self, file: Path) -> list[int]:
         return [int(line) for line in file.read_text().split()] if file.exists() else []

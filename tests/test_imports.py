@@ -26,7 +26,7 @@ def test_module_imports(name: str) -> None:
     importlib.import_module(name)
 
 
-TOP = {"writ.engine.cli", "writ.engine.cli_audit", "writ.engine.cli_common", "writ.engine.cli_gateway",
+TOP = {"writ.engine.cli", "writ.engine.cli_audit", "writ.engine.cli_common", "writ.engine.cli_demo", "writ.engine.cli_gateway",
        "writ.engine.cli_plans", "writ.engine.web"}
 
 

@@ -1,7 +1,6 @@
-"""``writ.toml``: the upstream MCP servers the gateway fronts, its timeouts, and (for now) the principals.
+"""``writ.toml``: the upstream MCP servers the gateway fronts, and its timeouts.
 
     config = load_config(Path("writ.toml"))        # GatewayConfigError naming the file and the key
-    who = resolve_principal(config, "plan-bot")    # Principal(name="plan-bot", role="planner", groups=())
 
 A file looks like this (``examples/writ.toml`` has a complete one)::
 
@@ -12,8 +11,10 @@ A file looks like this (``examples/writ.toml`` has a complete one)::
     args = ["-m", "mcp_server_git", "--repository", "/srv/repo"]
     [upstreams.remote]
     url = "http://127.0.0.1:9000/mcp"
-    [principals.plan-bot]
-    role = "planner"
+
+Who the gateway acts for is not configured here: ``writ mcp --principal NAME`` takes the
+principal and its role from the trust store (``writ principals add``), and its groups from
+the policy data (``writ.engine.gateway.governance.resolve_principal``).
 
 Relative ``cwd`` values are taken from the file's directory, and a stdio upstream without a
 ``cwd`` runs there, so relative paths in ``args`` mean the same wherever ``writ mcp`` starts.
@@ -30,7 +31,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from writ.engine.errors import ConfigError, NotFoundError
+from writ.engine.errors import ConfigError
 from writ.engine.policy.models import Role
 
 # Exposed tool names are "<server>__<tool>"; a server name never contains the separator,
@@ -85,11 +86,6 @@ class UpstreamConfig(_Strict):
         return self
 
 
-class PrincipalConfig(_Strict):
-    role: Role
-    groups: list[str] = Field(default_factory=list)
-
-
 def _server_name(name: str) -> str:
     if not re.match(_SERVER_NAME, name) or SEPARATOR in name:
         raise ValueError(f"upstream name {name!r}: use letters, digits, '-' and '_' (not '__'), 64 at most")
@@ -104,7 +100,6 @@ ServerName = Annotated[str, AfterValidator(_server_name)]
 class GatewayConfig(_Strict):
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
     upstreams: dict[ServerName, UpstreamConfig] = Field(min_length=1)
-    principals: dict[str, PrincipalConfig] = Field(default_factory=dict)
     source: Path | None = Field(None, exclude=True, description="The file this came from.")
 
 
@@ -130,6 +125,9 @@ def load_config(path: Path) -> GatewayConfig:
         raise GatewayConfigError(path, None, "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise GatewayConfigError(path, None, f"not valid TOML: {e}") from None
+    if "principals" in raw:
+        raise GatewayConfigError(path, "principals", "no longer read here: principals and their roles live in the "
+                                 "trust store (writ principals add NAME --role ROLE); remove this section")
     try:
         config = GatewayConfig.model_validate(raw)
     except pydantic.ValidationError as e:
@@ -152,13 +150,3 @@ def _message(err: Any) -> str:
     if err["type"] == "missing":
         return "required key is missing"
     return msg
-
-
-def resolve_principal(config: GatewayConfig, name: str) -> Principal:
-    """The principal called ``name`` with its role. Today from ``[principals]``; the trust store replaces this."""
-    entry = config.principals.get(name)
-    if entry is None:
-        known = ", ".join(sorted(config.principals)) or "none"
-        raise NotFoundError(f"principal {name!r} is not in {config.source or 'the config'} [principals] "
-                            f"(known: {known})")
-    return Principal(name=name, role=entry.role, groups=tuple(entry.groups))

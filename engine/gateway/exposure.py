@@ -4,10 +4,11 @@
     if problems: raise ConfigError("; ".join(problems))
 
 An upstream such as the filesystem server is given directories to work in as command-line
-arguments (and runs in its ``cwd``). If Writ's data directory (the database, the audit log,
-the private keys) lies inside one of them, an agent could read the keys through an allowed
-tool call. The check is conservative: any absolute path argument, and the ``cwd``, count as
-roots the upstream may read.
+arguments. If Writ's data directory (the database, the audit log, the private keys) lies
+inside one of them, an agent could read the keys through an allowed tool call. Every argument
+that names an existing directory counts as a root: absolute ones, and relative ones (``.``)
+taken from the upstream's ``cwd``. The ``cwd`` alone is not a root: a server serves what it
+is told to, and ``writ.toml`` beside ``.writ/`` is the common layout.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ def secrets_exposed(config: GatewayConfig, secret_dirs: Iterable[Path]) -> list[
     for name, up in sorted(config.upstreams.items()):
         if up.command is None:
             continue  # a URL upstream runs elsewhere: it cannot read our files
-        roots = [Path(a) for a in up.args if a.startswith("/")]
-        if up.cwd is not None:
-            roots.append(Path(up.cwd))
+        base = Path(up.cwd) if up.cwd is not None else Path.cwd()
+        roots = [Path(a) if a.startswith("/") else base / a for a in up.args if not a.startswith("-")]
         for root in roots:
+            if not root.is_dir():
+                continue
             resolved = root.expanduser().resolve()
             for secret in secrets:
                 if _inside(secret, resolved):
                     problems.append(
-                        f"upstream {name!r} can reach {root} (as {'cwd' if root == up.cwd else 'an argument'}), "
+                        f"upstream {name!r} is given {root}, "
                         f"which contains Writ's data directory {secret}: agents could read private keys and "
                         f"the audit database through it; set WRIT_HOME (or --data-dir) outside {root}"
                     )

@@ -1,14 +1,23 @@
-"""The gateway's MCP server: every upstream tool, namespaced, and every call decided by policy first.
+"""The gateway's MCP server: every upstream tool, namespaced, Writ's plan tools, every call decided by policy first.
 
-    pdp = DecisionPoint.from_settings(settings)
-    gateway = Gateway(pdp, config, resolve_principal(config, "plan-bot"))
+    stores = plan_stores(settings, store, engine=pdp.engine, audit=pdp.audit)
+    gateway = Gateway(pdp, config, resolve_principal(stores.trust, "exec-bot"), stores)
     anyio.run(gateway.serve_stdio)              # what `writ mcp` runs
 
-``tools/call`` for ``git__git_status``: policy input (principal, role, session, tool with the
-upstream's annotations and definition digest, args, ``plan=None``, now) -> ``DecisionPoint.decide``
+``tools/call`` for ``git__git_commit``: policy input (principal, role, groups, session, tool with
+the upstream's annotations and definition digest, args, plan, now) -> ``DecisionPoint.decide``
 (logged) -> a deny is an ``isError`` result whose text is ``denied [code]: sentence`` per reason;
 an allow is forwarded to the upstream and its result returned unchanged, after a ``tool_result``
 audit entry (result digest, duration). An unknown tool is JSON-RPC error -32602.
+
+With a plan bound to the session (``writ__writ_plan_begin``), ``plan`` is the plan's id, state,
+planner and expiry, and which step this call is (``governance.choose_step``); before choosing,
+a call that could be a step lists its upstream's tools again, so a definition changed since
+approval (a rug pull) shows up as another digest and matches no step. An allow with the
+obligation ``plan_required`` runs only as a claimed step: ``PlanStore.claim_step`` once, before
+the upstream sees the call (a refused claim is a ``denied [code]`` result), then
+``PlanStore.record_result`` with the result's digest. ``writ__*`` tools are Writ's own
+(``governance``), decided and audited like any other.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn, cast
 
 import anyio
 import mcp_types as types
@@ -32,10 +42,20 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from writ.engine.errors import AuditError, InputError, WritError
-from writ.engine.gateway.config import GatewayConfig, Principal
-from writ.engine.gateway.upstream import UpstreamManager, UpstreamTool
+from writ.engine.gateway.config import SEPARATOR, GatewayConfig, Principal
+from writ.engine.gateway.governance import (
+    SERVER,
+    BoundPlan,
+    Governance,
+    SessionBinding,
+    StepChoice,
+    choose_step,
+    is_candidate,
+)
+from writ.engine.gateway.upstream import UpstreamManager, UpstreamTool, UpstreamUnavailable, describe
 from writ.engine.pdp import DecisionPoint
-from writ.engine.policy.models import Decision, PolicyInput, Session, Tool, ToolAnnotations
+from writ.engine.plan_stores import PlanStores
+from writ.engine.policy.models import Decision, PlanContext, PolicyInput, Session, Tool, ToolAnnotations
 from writ.plans.canonical import digest
 
 log = logging.getLogger(__name__)
@@ -45,23 +65,26 @@ META = "writ/"  # prefix of the gateway's _meta keys
 # call it, whatever the arguments or plan. Planners still see write tools: a plan names them
 # and pins their digest, and calling one is denied (planner_cannot_write) at call time.
 HIDDEN_WHEN_ONLY = frozenset({"role_not_permitted", "role_cannot_write"})
-# Obligations the gateway knows how to meet today. Any other obligation on an allow (e.g.
-# plan_required, which needs a plan claim) means the call cannot run: fail closed.
-FULFILLABLE = frozenset({"lock_session"})
+# Obligations the gateway knows how to meet. plan_required is met only by claiming the plan
+# step the call is (and only for upstream tools); any other obligation means: fail closed.
+FULFILLABLE = frozenset({"lock_session", "plan_required"})
 
 # Reason codes the gateway itself produces (the policy's are in docs/policies.md).
 GATEWAY_REASONS: dict[str, str] = {
     "upstream_unavailable": "the upstream server is not running or its connection is gone",
     "upstream_timeout": "the upstream server did not answer within its call timeout",
     "gateway_error": "the gateway failed while handling the call",
-    "obligation_unfulfilled": "the policy allowed the call on a condition the gateway cannot meet yet",
+    "obligation_unfulfilled": "the policy allowed the call on a condition the gateway cannot meet",
+    "step_already_claimed": "the plan step this call is already ran (or is running): a step runs at most once",
 }
 
 INSTRUCTIONS = (
     "Writ governs these tools. Each is named <server>__<tool> and every call is decided by policy "
     "before it reaches the server. A refused call returns an error result whose text starts with "
     "'denied [reason_code]:' followed by what to do instead; 'error [upstream_unavailable]' means "
-    "the server behind the tool is down. Each tool's _meta carries its writ/definition_digest."
+    "the server behind the tool is down. Each tool's _meta carries its writ/definition_digest. "
+    "Changes run only as steps of an approved plan: planners propose with writ__writ_plan_propose, "
+    "executors run approved plans with writ__writ_plan_begin, the steps, then writ__writ_plan_finish."
 )
 
 
@@ -71,15 +94,33 @@ class SessionState:
 
     id: str
     locked: bool = False
+    binding: SessionBinding = field(default_factory=SessionBinding)
+
+    @property
+    def plan(self) -> BoundPlan | None:
+        return self.binding.plan
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """A claimed plan step whose call is being forwarded: its result is recorded against it."""
+
+    plan_id: str
+    index: int
 
 
 class Gateway:
-    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal,
-                 *, session_id: str | None = None) -> None:
+    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: PlanStores,
+                 *, session_id: str | None = None, key_file: Path | None = None) -> None:
         self.pdp = pdp
         self.principal = principal
+        self.stores = stores
         self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed)
         self.session = SessionState(session_id or f"s-{uuid.uuid4().hex}")
+        self.governance = Governance(
+            stores, principal, self.upstreams, relist=self._relist, is_write=self._is_write, audit=self._audit,
+            session_id=self.session.id, binding=self.session.binding, key_file=key_file,
+        )
         self._client: ServerSession | None = None
 
     # --- serving ------------------------------------------------------------------------
@@ -98,27 +139,48 @@ class Gateway:
             await self.upstreams.start(tg)
             self._audit("gateway_started", {
                 "session_id": self.session.id,
-                "principal": self.principal.name, "role": self.principal.role,
+                "principal": self.principal.name, "role": self.principal.role, "groups": list(self.principal.groups),
                 "upstreams": self.upstreams.status(), "tools": self._digests(),
             })
             server = self.server()
             async with stdio_server() as (read, write):
                 options = server.create_initialization_options(NotificationOptions(tools_changed=True))
                 await server.run(read, write, options)
+            self._session_ended()
             self.upstreams.stop()
             tg.cancel_scope.cancel()
+
+    def _session_ended(self) -> None:
+        """A plan still bound when the client leaves stays executing: say so in the audit log."""
+        bound = self.session.plan
+        if bound is None:
+            return
+        try:
+            state = self.stores.plans.get(bound.id).state.value
+        except WritError as e:
+            state = f"unknown ({e.code})"
+        self._audit("session_plan", {"session_id": self.session.id, "principal": self.principal.name,
+                                     "plan_id": bound.id, "event": "session_ended", "state": state})
 
     # --- tools/list ---------------------------------------------------------------------
 
     async def list_tools(self, ctx: ServerRequestContext[Any, Any],
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         self._client = ctx.session
-        return types.ListToolsResult(tools=[self._exposed(t) for t in self.upstreams.tools() if self._visible(t)])
+        entries = list(self.governance.tools.values()) + self.upstreams.tools()
+        return types.ListToolsResult(tools=[self._exposed(t) for t in entries if self._visible(t)])
+
+    def _dry_run(self, entry: UpstreamTool) -> Decision:
+        """The engine alone, not logged: a hint for the listing, never an enforcement."""
+        return self.pdp.engine.decide(self._input(entry, {}, Session(id=self.session.id)))
 
     def _visible(self, entry: UpstreamTool) -> bool:
-        # A dry run on the engine alone, not logged: a hint for the listing, never an enforcement.
-        dry = self.pdp.engine.decide(self._input(entry, {}, Session(id=self.session.id)))
+        dry = self._dry_run(entry)
         return dry.allow or not dry.reasons or not set(dry.reason_codes) <= HIDDEN_WHEN_ONLY
+
+    def _is_write(self, entry: UpstreamTool) -> bool:
+        """Does policy treat this tool as a write (a call that may run only as a plan step)?"""
+        return self._dry_run(entry).has_obligation("plan_required")
 
     @staticmethod
     def _exposed(entry: UpstreamTool) -> types.Tool:
@@ -133,62 +195,232 @@ class Gateway:
                         params: types.CallToolRequestParams) -> types.CallToolResult:
         self._client = ctx.session
         name, args = params.name, params.arguments or {}
-        entry = self.upstreams.tool(name)
-        if entry is None:
-            upstream = self.upstreams.upstream_of(name)
-            if upstream is None or upstream.state == "ready" or upstream.tools:
-                self._audit("tool_unknown", {"session_id": self.session.id, "principal": self.principal.name,
-                                             "tool": name[:200]})
-                raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
-            # Its upstream never listed its tools: the tool cannot be known, nor called.
-            return deny_result(self.pdp.refuse_input(InputError(
-                f"tool {name!r}: upstream {upstream.name!r} is not available ({upstream.problem or upstream.state})",
-                code="upstream_unavailable")))
+        if name.partition(SEPARATOR)[0] == SERVER:
+            return await self._call_governance(name, args)
+        entry = self._known(name)
+        if isinstance(entry, types.CallToolResult):
+            return entry
         try:
-            inp = self._input(entry, args, Session(id=self.session.id, locked=self.session.locked))
-        except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
-            log.warning("cannot build the policy input for %s: %s", name, e)
+            entry, plan, choice = await self._plan_context(entry, args)
+        except _Unknown:
+            return self._unknown(name)
+        except WritError as e:  # the plan store or the upstream listing failed: no way to tell the step
+            log.warning("cannot tie %s to the bound plan: %s", name, e.message)
             return deny_result(self.pdp.refuse_input(InputError(
-                f"the call to {name} could not be turned into a policy input ({type(e).__name__})",
+                f"the call to {name} could not be checked against this session's plan: {e.message}", code=e.code)))
+        except Exception as e:  # never a traceback to the agent
+            log.exception("cannot tie %s to the bound plan", name)
+            return deny_result(self.pdp.refuse_input(InputError(
+                f"the call to {name} could not be checked against this session's plan ({type(e).__name__})",
                 code="gateway_error")))
+        decision = self._decide(entry, args, plan)
+        if decision is None:
+            return deny_result(self.pdp.refuse_input(InputError(
+                f"the call to {name} could not be turned into a policy input", code="gateway_error")))
+        if not decision.allow:
+            note = choice.reason if choice is not None and "step_not_in_plan" in decision.reason_codes else ""
+            return deny_result(decision, note=note)
+        unmet = sorted({o.code for o in decision.obligations} - FULFILLABLE)
+        if unmet:
+            return self._unfulfilled(decision, entry, unmet)
+        step: StepRun | None = None
+        if decision.has_obligation("plan_required"):
+            bound = self.session.plan
+            if bound is None or choice is None or not choice.matches or choice.index is None:
+                # The policy allowed a write the gateway cannot tie to a step of a bound plan: fail closed.
+                return self._unfulfilled(decision, entry, ["plan_required"])
+            refused = self._claim(decision, entry, args, bound, choice.index)
+            if refused is not None:
+                return refused
+            step = StepRun(bound.id, choice.index)
+        return await self._forward(decision, entry, args, step)
+
+    def _known(self, name: str) -> UpstreamTool | types.CallToolResult:
+        entry = self.upstreams.tool(name)
+        if entry is not None:
+            return entry
+        upstream = self.upstreams.upstream_of(name)
+        if upstream is None or upstream.state == "ready" or upstream.tools:
+            return self._unknown(name)
+        # Its upstream never listed its tools: the tool cannot be known, nor called.
+        return deny_result(self.pdp.refuse_input(InputError(
+            f"tool {name!r}: upstream {upstream.name!r} is not available ({upstream.problem or upstream.state})",
+            code="upstream_unavailable")))
+
+    def _unknown(self, name: str) -> NoReturn:
+        self._audit("tool_unknown", {"session_id": self.session.id, "principal": self.principal.name,
+                                     "tool": name[:200]})
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {name}")
+
+    def _decide(self, entry: UpstreamTool, args: dict[str, Any], plan: PlanContext | None) -> Decision | None:
+        """Decide (and log) the call; lock the session if the decision says so. None: no input could be built."""
+        try:
+            inp = self._input(entry, args, Session(id=self.session.id, locked=self.session.locked), plan)
+        except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
+            log.warning("cannot build the policy input for %s: %s", entry.exposed_name, e)
+            return None
         decision = self.pdp.decide(inp)
         if decision.has_obligation("lock_session"):
             self.session.locked = True
+        return decision
+
+    def _unfulfilled(self, decision: Decision, entry: UpstreamTool, unmet: list[str]) -> types.CallToolResult:
+        message = f"the policy allowed the call on obligations the gateway cannot meet: {', '.join(unmet)}"
+        self._record(decision, entry, "obligation_unfulfilled", 0, error={"message": message})
+        return error_result("obligation_unfulfilled", message, decision)
+
+    # --- plans ---------------------------------------------------------------------------
+
+    async def _plan_context(self, entry: UpstreamTool, args: dict[str, Any]
+                            ) -> tuple[UpstreamTool, PlanContext | None, StepChoice | None]:
+        """The bound plan as policy sees it for this call, and which step the call is (None: no plan bound)."""
+        bound = self.session.plan
+        if bound is None:
+            return entry, None, None
+        plans = self.stores.plans
+        record = plans.get(bound.id)
+        claimed = {c.step_index for c in plans.claims(bound.id)}
+        if is_candidate(bound.plan, entry.server, entry.tool.name):
+            await self._relist(entry.server)  # the definition as the upstream declares it now
+            fresh = self.upstreams.tool(entry.exposed_name)
+            if fresh is None:
+                raise _Unknown
+            entry = fresh
+        choice = choose_step(bound.plan, claimed, server=entry.server, tool=entry.tool.name,
+                             definition_digest=entry.digest, args=args, limits=plans.limits)
+        context = PlanContext(id=record.id, state=cast(Any, record.state.value), planner=record.planner,
+                              expires_at=bound.plan.expires_at, step_matches=choice.matches, step_index=choice.index)
+        return entry, context, choice
+
+    def _bound_context(self) -> PlanContext | None:
+        """The bound plan for a governance call: no step is being run."""
+        bound = self.session.plan
+        if bound is None:
+            return None
+        record = self.stores.plans.get(bound.id)
+        return PlanContext(id=record.id, state=cast(Any, record.state.value), planner=record.planner,
+                           expires_at=bound.plan.expires_at, step_matches=False, step_index=None)
+
+    async def _relist(self, server: str) -> None:
+        """List ``server``'s tools now and wait for the answer (``UpstreamUnavailable`` if it is down).
+
+        Uses the upstream's session directly: ``Upstream.request_refresh`` only schedules a listing.
+        """
+        upstream = self.upstreams.upstreams.get(server)
+        if upstream is None:
+            return
+        session = upstream._session  # private: an awaitable refresh belongs on Upstream
+        if session is None:
+            raise UpstreamUnavailable(f"upstream {server!r} is {upstream.state}: its tool definitions cannot be "
+                                      "checked now, so the call was not made")
+        try:
+            with anyio.fail_after(upstream.start_timeout_s):
+                changed = await upstream._list_tools(session)
+        except Exception as e:  # noqa: BLE001 - an unlisted definition cannot be trusted: fail closed
+            raise UpstreamUnavailable(f"listing the tools of upstream {server!r} failed "
+                                      f"({describe(e, upstream.start_timeout_s)}); the call was not made") from None
+        if changed:
+            await self._tools_changed()
+
+    def _claim(self, decision: Decision, entry: UpstreamTool, args: dict[str, Any], bound: BoundPlan,
+               index: int) -> types.CallToolResult | None:
+        """Claim step ``index`` for this call; a refusal (already logged by the store) as a denied result."""
+        where = {"plan_id": bound.id, "step_index": index}
+        try:
+            self.stores.plans.claim_step(bound.id, index, self.principal.name, server=entry.server,
+                                         tool=entry.tool.name, definition_digest=entry.digest, args=args)
+        except WritError as e:  # StepAlreadyClaimed, ClaimRefused, PermissionDenied, StoreError, AuditError
+            self._record(decision, entry, e.code, 0, error={"message": e.message, **where})
+            return refused_result(e.code, e.message, decision)
+        except Exception as e:  # a failed claim is no claim: the call does not run
+            log.exception("claiming step %d of %s failed", index, bound.id)
+            self._record(decision, entry, "gateway_error", 0, error={"message": f"{type(e).__name__}", **where})
+            return error_result("gateway_error", f"claiming the plan step failed ({type(e).__name__}); "
+                                "the call was not made", decision)
+        return None
+
+    def _step_done(self, step: StepRun | None, outcome: str, result_sha256: str | None) -> None:
+        """Record how a claimed step ended. If that fails, the call already happened: log it loudly."""
+        if step is None:
+            return
+        try:
+            self.stores.plans.record_result(step.plan_id, step.index, result_sha256,
+                                            "succeeded" if outcome == "ok" else "failed")
+        except WritError as e:
+            log.error("the result of step %d of plan %s (%s) was not recorded: %s",
+                      step.index, step.plan_id, outcome, e.message)
+
+    # --- governance tools ------------------------------------------------------------------
+
+    async def _call_governance(self, name: str, args: dict[str, Any]) -> types.CallToolResult:
+        entry = self.governance.tools.get(name)
+        if entry is None:
+            return self._unknown(name)
+        try:
+            plan = self._bound_context()
+        except WritError as e:
+            return deny_result(self.pdp.refuse_input(InputError(
+                f"the plan bound to this session cannot be read: {e.message}", code=e.code)))
+        decision = self._decide(entry, args, plan)
+        if decision is None:
+            return deny_result(self.pdp.refuse_input(InputError(
+                f"the call to {name} could not be turned into a policy input", code="gateway_error")))
         if not decision.allow:
             return deny_result(decision)
-        unmet = sorted({o.code for o in decision.obligations} - FULFILLABLE)
-        if unmet:
-            message = f"the policy allowed the call on obligations the gateway cannot meet yet: {', '.join(unmet)}"
-            self._record(decision, entry, "obligation_unfulfilled", 0, error={"message": message})
-            return error_result("obligation_unfulfilled", message, decision)
-        return await self._forward(decision, entry, args)
+        unmet = sorted({o.code for o in decision.obligations} - {"lock_session"})
+        if unmet:  # e.g. plan_required: Writ's own tools never run as plan steps
+            return self._unfulfilled(decision, entry, unmet)
+        start = time.perf_counter_ns()
+        try:
+            answer = await self.governance.call(entry.tool.name, args)
+        except WritError as e:
+            self._record(decision, entry, e.code, (time.perf_counter_ns() - start) // 1000,
+                         error={"message": e.message[:500]})
+            return error_result(e.code, e.message, decision)
+        except Exception as e:  # never a traceback to the agent
+            log.exception("%s failed", name)
+            self._record(decision, entry, "gateway_error", (time.perf_counter_ns() - start) // 1000,
+                         error={"message": f"{type(e).__name__}: {e}"[:500]})
+            return error_result("gateway_error", f"{name} failed ({type(e).__name__})", decision)
+        result = types.CallToolResult(content=[types.TextContent(type="text", text=answer.text)],
+                                      structured_content=answer.data)
+        self._record(decision, entry, "ok", (time.perf_counter_ns() - start) // 1000, result=result)
+        return result
 
-    async def _forward(self, decision: Decision, entry: UpstreamTool, args: dict[str, Any]) -> types.CallToolResult:
+    # --- forwarding ------------------------------------------------------------------------
+
+    async def _forward(self, decision: Decision, entry: UpstreamTool, args: dict[str, Any],
+                       step: StepRun | None = None) -> types.CallToolResult:
         start = time.perf_counter_ns()
 
-        def took() -> int:
-            return (time.perf_counter_ns() - start) // 1000
+        def done(outcome: str, result: types.CallToolResult | None = None,
+                 error: dict[str, Any] | None = None) -> None:
+            duration_us = (time.perf_counter_ns() - start) // 1000
+            sha = result_digest(result) if result is not None else None
+            self._record(decision, entry, outcome, duration_us, result_sha256=sha, error=error, step=step)
+            self._step_done(step, outcome, sha)
 
         try:
             result = await self.upstreams.call(entry, args)
         except MCPError as e:  # the upstream's own JSON-RPC error: passed on unchanged
-            self._record(decision, entry, "upstream_error", took(), error={"code": e.code, "message": e.message[:500]})
+            done("upstream_error", error={"code": e.code, "message": e.message[:500]})
             raise
         except WritError as e:  # upstream_unavailable, upstream_timeout
-            self._record(decision, entry, e.code, took(), error={"message": e.message})
+            done(e.code, error={"message": e.message})
             return error_result(e.code, e.message, decision)
         except anyio.get_cancelled_exc_class():
-            self._record(decision, entry, "cancelled", took())
+            done("cancelled")
             raise
         except Exception as e:  # never a traceback to the agent: logged here and in the audit log
             log.exception("forwarding %s failed", entry.exposed_name)
-            self._record(decision, entry, "gateway_error", took(), error={"message": f"{type(e).__name__}: {e}"[:500]})
+            done("gateway_error", error={"message": f"{type(e).__name__}: {e}"[:500]})
             return error_result("gateway_error", f"forwarding the call failed ({type(e).__name__}); "
                                 "it may or may not have reached the server", decision)
-        self._record(decision, entry, "tool_error" if result.is_error else "ok", took(), result=result)
+        done("tool_error" if result.is_error else "ok", result)
         return result
 
-    def _input(self, entry: UpstreamTool, args: dict[str, Any], session: Session) -> PolicyInput:
+    def _input(self, entry: UpstreamTool, args: dict[str, Any], session: Session,
+               plan: PlanContext | None = None) -> PolicyInput:
         hints = entry.tool.annotations
         annotations = ToolAnnotations(
             read_only=hints.read_only_hint, destructive=hints.destructive_hint,
@@ -199,21 +431,25 @@ class Gateway:
             session=session,
             tool=Tool(server=entry.server, name=entry.tool.name, annotations=annotations,
                       definition_digest=entry.digest),
-            args=args, plan=None, now=datetime.now(UTC),
+            args=args, plan=plan, now=datetime.now(UTC),
         )
 
     # --- audit ---------------------------------------------------------------------------
 
     def _record(self, decision: Decision, entry: UpstreamTool, outcome: str, duration_us: int, *,
-                result: types.CallToolResult | None = None, error: dict[str, Any] | None = None) -> None:
+                result: types.CallToolResult | None = None, result_sha256: str | None = None,
+                error: dict[str, Any] | None = None, step: StepRun | None = None) -> None:
         """The ``tool_result`` entry of an allowed call. If it cannot be written, the call already happened:
         the result still goes back, and the process log says the entry is missing."""
+        if result is not None and result_sha256 is None:
+            result_sha256 = result_digest(result)
         payload: dict[str, Any] = {
             "decision_id": decision.decision_id, "session_id": self.session.id, "principal": self.principal.name,
             "server": entry.server, "tool": entry.tool.name, "definition_digest": entry.digest,
-            "outcome": outcome, "duration_us": duration_us,
-            "result_sha256": result_digest(result) if result is not None else None,
+            "outcome": outcome, "duration_us": duration_us, "result_sha256": result_sha256,
         }
+        if step is not None:
+            payload.update({"plan_id": step.plan_id, "step_index": step.index})
         if error:
             payload["error"] = error
         self._audit("tool_result", payload)
@@ -236,10 +472,21 @@ class Gateway:
                 log.info("could not tell the client the tool list changed: %s", e)
 
 
-def deny_result(decision: Decision) -> types.CallToolResult:
+class _Unknown(Exception):
+    """The tool vanished from its upstream's listing."""
+
+
+def deny_result(decision: Decision, *, note: str = "") -> types.CallToolResult:
     lines = [f"denied [{r.code}]: {r.message}" for r in decision.reasons]
+    if note:
+        lines.append(f"plan: {note}")
     lines += [f"obligation [{o.code}]: {o.message}" for o in decision.obligations if o.code == "lock_session"]
     return _result("\n".join(lines), decision)
+
+
+def refused_result(code: str, message: str, decision: Decision) -> types.CallToolResult:
+    """Allowed by policy, refused by the plan store (the claim): a denial the agent reads like any other."""
+    return _result(f"denied [{code}]: {message}", decision, code=code)
 
 
 def error_result(code: str, message: str, decision: Decision) -> types.CallToolResult:

@@ -69,7 +69,10 @@ class PlanContext(_Strict):
     state: PlanState
     planner: str
     expires_at: datetime
-    step_matches: bool = Field(description="True when this exact call is the plan's next unclaimed step.")
+    step_matches: bool = Field(
+        description="True when this exact call is step step_index: the next to run, or one that already ran "
+        "(the plan store then refuses the claim)."
+    )
     step_index: int | None = None
 
     @field_serializer("expires_at")
