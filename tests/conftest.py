@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from writ.engine.settings import Settings, shipped_policy_dir
+from writ.engine.store.db import Store, open_store
 
 POSTGRES_URL = os.environ.get("WRIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -54,3 +55,42 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required in CI: {problem}")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {problem}")
     yield POSTGRES_URL
+
+
+# --- one database per test, on each backend -------------------------------------------------
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """The test PostgreSQL URL with search_path set to a fresh schema, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    schema = f"writ_test_{uuid.uuid4().hex[:12]}"
+    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in postgres_url else "?"
+    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """Settings for a fresh database: SQLite in the test's data directory, or a fresh PG schema."""
+    if request.param == "sqlite":
+        return settings
+    return Settings(home=settings.home, database_url=request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture
+def store(db_settings: Settings) -> Iterator[Store]:
+    with open_store(db_settings) as s:
+        yield s

@@ -14,12 +14,10 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import rfc8785
 from alembic.autogenerate import compare_metadata
@@ -32,46 +30,14 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
+
 from writ.attestations.audit import GENESIS_HASH, AuditLog, AuditProblem, compute_entry_hash
 from writ.engine.cli_audit import audit
 from writ.engine.errors import AuditError, StoreError, VerificationError
 from writ.engine.settings import Settings
 from writ.engine.store.db import Store, alembic_config, open_store
 
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """The test PostgreSQL URL with search_path set to a fresh schema, dropped afterwards."""
-    schema = f"writ_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture(params=BACKENDS)
-def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    """Settings for a fresh database: SQLite in the test's data directory, or a fresh PG schema."""
-    if request.param == "sqlite":
-        return settings
-    return Settings(home=settings.home, database_url=request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def store(db_settings: Settings) -> Iterator[Store]:
-    with open_store(db_settings) as s:
-        yield s
 
 
 @pytest.fixture

@@ -10,14 +10,9 @@ from __future__ import annotations
 import multiprocessing
 import re
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import psycopg
-import pytest
 
 from writ.attestations.audit import AuditLog
 from writ.engine.policy.embedded import EmbeddedEngine
@@ -35,30 +30,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 DEF = "sha256:" + "ab" * 32
 CALL: dict[str, Any] = {"server": "fs", "tool": "write_file", "definition_digest": DEF,
                         "args": {"path": "/repo/README.md", "content": "hello\n"}}
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema per test, dropped afterwards (as in tests/test_audit.py)."""
-    schema = f"writ_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture(params=BACKENDS)
-def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "sqlite":
-        return settings
-    return Settings(home=settings.home, database_url=request.getfixturevalue("pg_schema_url"))
 
 
 def _open(home: str, url: str) -> tuple[Any, PlanStore]:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import uuid
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -44,8 +41,8 @@ from writ.engine.errors import (
     VerificationError,
 )
 from writ.engine.policy.embedded import EmbeddedEngine
-from writ.engine.settings import Limits, Settings
-from writ.engine.store.db import Store, open_store
+from writ.engine.settings import Limits
+from writ.engine.store.db import Store
 from writ.plans.approval_policy import (
     PYTHON_ONLY_REASONS,
     disagreements,
@@ -73,10 +70,6 @@ from writ.plans.verify import IgnoreReason, evaluate_approvals
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DEF = "sha256:" + "ab" * 32
 OTHER_DEF = "sha256:" + "ac" * 32
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
 PRINCIPALS: list[tuple[str, Role]] = [
     ("plan-bot", "planner"),
     ("plan-bot-2", "planner"),
@@ -91,32 +84,6 @@ PRINCIPALS: list[tuple[str, Role]] = [
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema per test, dropped afterwards (as in tests/test_audit.py)."""
-    schema = f"writ_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture(params=BACKENDS)
-def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "sqlite":
-        return settings
-    return Settings(home=settings.home, database_url=request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def store(db_settings: Settings) -> Iterator[Store]:
-    with open_store(db_settings) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

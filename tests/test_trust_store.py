@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -17,46 +14,16 @@ from sqlalchemy.exc import IntegrityError
 from writ.attestations.audit import AuditLog
 from writ.engine.errors import ConfigError, ConflictError, InputError, NotFoundError, VerificationError
 from writ.engine.policy.embedded import EmbeddedEngine
-from writ.engine.settings import Limits, Settings
-from writ.engine.store.db import Store, open_store
+from writ.engine.settings import Limits
+from writ.engine.store.db import Store
 from writ.plans.canonical import canonical_bytes, sha256_digest
 from writ.plans.keys import PrivateKey
 from writ.plans.trust import TrustSet
 from writ.plans.trust_store import TrustStore, groups_from_policy_data, load_trust_root, policy_groups
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
 
 # -- fixtures (the per-test PostgreSQL schema of tests/test_audit.py) ---------------------------
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    schema = f"writ_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in postgres_url else "?"
-    yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture(params=BACKENDS)
-def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "sqlite":
-        return settings
-    return Settings(home=settings.home, database_url=request.getfixturevalue("pg_schema_url"))
-
-
-@pytest.fixture
-def store(db_settings: Settings) -> Iterator[Store]:
-    with open_store(db_settings) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
