@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,10 @@ from writ.engine.cli_common import writ_command
 from writ.engine.cli_demo import demo
 from writ.engine.cli_gateway import mcp
 from writ.engine.settings import Settings
+
+if TYPE_CHECKING:
+    from writ.engine.gateway.tokens import TokenStore
+    from writ.engine.store.db import Store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -187,29 +192,145 @@ def policy_bundle(output: Path, directory: Path | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8420, show_default=True, type=int, help="Port to bind.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also serve the MCP gateway at /mcp (streamable HTTP, bearer tokens: writ tokens new) "
+                   "with this gateway config's upstreams.")
 @writ_command
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, config_path: Path | None) -> None:
     """Run Writ: the decision API (and, for OPA sidecars, the policy bundle) over HTTP.
+
+    With --config, also the MCP gateway at /mcp: agents authenticate with a bearer token
+    (writ tokens new --principal NAME); each MCP session acts for its token's principal.
 
     \b
     Example:
       writ serve --port 8420
       curl -s localhost:8420/v1/decisions -d @examples/executor-write.json
+      writ serve --config writ.toml      # MCP at http://127.0.0.1:8420/mcp
     """
     import uvicorn
 
     from writ.engine.web import create_app
 
     settings: Settings = click.get_current_context().obj
-    app = create_app(settings, host=host)
+    if config_path is None:
+        app = create_app(settings, host=host)
+        routes = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle"
+        _announce(settings, host, port, routes)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+
+    from writ.attestations.audit import AuditLog
+    from writ.engine.errors import ConfigError
+    from writ.engine.gateway.config import load_config
+    from writ.engine.gateway.exposure import secrets_exposed
+    from writ.engine.gateway.http import HttpGateway
+    from writ.engine.gateway.tokens import TokenStore
+    from writ.engine.pdp import DecisionPoint, make_engine
+    from writ.engine.plan_stores import plan_stores
+    from writ.engine.store.db import open_store
+
+    config = load_config(config_path)
+    exposed = secrets_exposed(config, [settings.home])
+    if exposed:
+        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+    with open_store(settings) as store:
+        audit_log = AuditLog(store)
+        pdp = DecisionPoint(make_engine(settings), audit_log)
+        try:
+            stores = plan_stores(settings, store, engine=pdp.engine, audit=audit_log)
+            gateway = HttpGateway(pdp, config, stores, TokenStore(store), host=host)
+            app = create_app(settings, host=host, pdp=pdp, gateway=gateway)
+            _announce(settings, host, port, "POST /v1/decisions, GET /v1/policy, GET /v1/bundle, MCP at /mcp")
+            uvicorn.run(app, host=host, port=port, log_level="warning")
+        finally:
+            pdp.close()
+
+
+def _announce(settings: Settings, host: str, port: int, routes: str) -> None:
     click.echo(f"writ: data directory {settings.home}")
     click.echo(f"writ: policies {settings.effective_policy_dir} (engine {settings.engine})")
-    click.echo(f"writ: listening on http://{host}:{port}  (POST /v1/decisions, GET /v1/policy, GET /v1/bundle)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    click.echo(f"writ: listening on http://{host}:{port}  ({routes})")
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def _tokens() -> tuple[Store, TokenStore]:
+    from writ.engine.gateway.tokens import TokenStore
+    from writ.engine.store.db import open_store
+
+    settings: Settings = click.get_current_context().obj
+    store = open_store(settings)
+    return store, TokenStore(store)
+
+
+@click.group("tokens")
+def tokens() -> None:
+    """Issue, list and revoke the bearer tokens agents use for the gateway at /mcp of `writ serve`.
+
+    \b
+    Example:
+      writ tokens new --principal plan-bot
+      writ tokens revoke tok-3f2a9c0d41be
+    """
+
+
+@tokens.command("new")
+@click.option("--principal", required=True, metavar="NAME", help="Who the token acts for (a principal of the trust store).")
+@writ_command
+def tokens_new(principal: str) -> None:
+    """Issue a token for PRINCIPAL and print it once (stdout, alone): only its sha256 is kept.
+
+    \b
+    Example:
+      writ tokens new --principal plan-bot > plan-bot.token
+    """
+    store, store_tokens = _tokens()
+    with store:
+        record, secret = store_tokens.issue(principal)
+    click.echo(f"token {record.id} for {record.principal}; it is shown only now", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@writ_command
+def tokens_list() -> None:
+    """List tokens: id, principal, created, revoked (never the token itself).
+
+    \b
+    Example:
+      writ tokens list
+    """
+    store, store_tokens = _tokens()
+    with store:
+        records = store_tokens.list()
+    if not records:
+        click.echo("no tokens (writ tokens new --principal NAME)")
+    for r in records:
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        click.echo(f"{r.id}  {r.principal}  created {r.created_at}  {state}")
+
+
+@tokens.command("revoke")
+@click.argument("token_id", metavar="ID")
+@writ_command
+def tokens_revoke(token_id: str) -> None:
+    """Revoke token ID: from now on it is refused (401).
+
+    \b
+    Example:
+      writ tokens revoke tok-3f2a9c0d41be
+    """
+    store, store_tokens = _tokens()
+    with store:
+        record = store_tokens.revoke(token_id)
+    click.echo(f"revoked {record.id} ({record.principal})")
 
 
 main.add_command(audit)
 main.add_command(mcp)
+main.add_command(tokens)
 main.add_command(demo)
 main.add_command(cli_plans.principals)
 main.add_command(cli_plans.keys)

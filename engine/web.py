@@ -9,13 +9,17 @@ Endpoints:
 - ``GET /v1/policy``: the policy revision in force, the engine, and the last reload error.
 - ``GET /v1/bundle``: the policy set as an OPA bundle (ETag = revision) for OPA sidecars to pull.
 - ``GET /healthz``.
+- ``/mcp`` (with ``writ serve --config``): the MCP gateway over streamable HTTP, bearer tokens per
+  principal (``writ.engine.gateway.http``).
 
 Errors have one JSON shape: ``{"error": {"code": "...", "message": "..."}}``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,6 +33,9 @@ from writ.engine.policy.bundle import bundle_bytes
 from writ.engine.policy.embedded import EmbeddedEngine
 from writ.engine.settings import Settings
 
+if TYPE_CHECKING:
+    from writ.engine.gateway.http import HttpGateway
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -36,9 +43,20 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoint | None = None) -> FastAPI:
+def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoint | None = None,
+               gateway: HttpGateway | None = None) -> FastAPI:
     pdp = pdp or DecisionPoint.from_settings(settings)
-    app = FastAPI(title="Writ", version="0.1.0", description="Policy decisions for AI agents' tool calls.")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if gateway is None:
+            yield
+            return
+        async with gateway.lifespan():
+            yield
+
+    app = FastAPI(title="Writ", version="0.1.0", description="Policy decisions for AI agents' tool calls.",
+                  lifespan=lifespan)
     app.state.pdp = pdp
     if host in LOCAL_HOSTS:
         # Bound to loopback: refuse other Host headers, so a web page cannot reach us by DNS rebinding.
@@ -91,5 +109,10 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoin
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         return Response(bundle_bytes(ps), media_type="application/gzip", headers={"ETag": etag})
+
+    if gateway is not None:
+        from starlette.routing import Route
+
+        app.router.routes.append(Route("/mcp", endpoint=gateway))  # an ASGI app: it answers every method
 
     return app

@@ -111,11 +111,13 @@ class StepRun:
 
 class Gateway:
     def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: PlanStores,
-                 *, session_id: str | None = None, key_file: Path | None = None) -> None:
+                 *, session_id: str | None = None, key_file: Path | None = None,
+                 upstreams: UpstreamManager | None = None) -> None:
         self.pdp = pdp
         self.principal = principal
         self.stores = stores
-        self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed)
+        # Shared (``upstreams``) by the sessions of the HTTP transport, which starts and stops it; else our own.
+        self.upstreams = upstreams or UpstreamManager(config, on_tools_changed=self._tools_changed)
         self.session = SessionState(session_id or f"s-{uuid.uuid4().hex}")
         self.governance = Governance(
             stores, principal, self.upstreams, relist=self._relist, is_write=self._is_write, audit=self._audit,

@@ -177,3 +177,22 @@ class StepClaimRow(SQLModel, table=True):
     result_digest: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))
     outcome: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     finished_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class GatewayTokenRow(SQLModel, table=True):
+    """A bearer token of the gateway's HTTP transport (``writ tokens new``): only its sha256 is kept.
+
+    A token acts for one principal of the trust store; a revoked token stays, so its id is never reused.
+    """
+
+    __tablename__ = "gateway_tokens"
+    __table_args__ = (
+        UniqueConstraint("token_sha256", name="uq_gateway_tokens_token_sha256"),
+        Index("ix_gateway_tokens_principal", "principal"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(71), nullable=False))  # sha256:<hex> of the token text
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))

@@ -1,0 +1,202 @@
+"""The gateway over streamable HTTP: ``/mcp`` of ``writ serve --config writ.toml``.
+
+    gateway = HttpGateway(pdp, config, stores, TokenStore(store))
+    app = create_app(settings, pdp=pdp, gateway=gateway)     # mounts /mcp, runs gateway.lifespan
+
+Every request carries ``Authorization: Bearer <token>`` (``writ tokens new``): no token, an unknown
+or a revoked one is 401; an ``Origin`` that is not local (when bound to loopback) is 403. The token
+names the principal; an MCP session belongs to the principal that opened it (another token on
+that session is 403). Each MCP session gets its own ``Gateway`` (its principal, its session lock,
+its bound plan); the upstream servers are started once and shared by all sessions. The agent's
+token stops here: the ``Authorization`` header is removed before the MCP layer sees the request,
+and upstreams are called with the gateway's own configuration only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
+
+from writ.engine.errors import WritError
+from writ.engine.gateway.config import GatewayConfig
+from writ.engine.gateway.governance import resolve_principal
+from writ.engine.gateway.server import INSTRUCTIONS, Gateway
+from writ.engine.gateway.tokens import TokenStore
+from writ.engine.gateway.upstream import UpstreamManager
+from writ.engine.pdp import DecisionPoint
+from writ.engine.plan_stores import PlanStores
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+SESSION_HEADER = "mcp-session-id"
+PRINCIPAL_KEY = "writ_principal"
+
+
+class HttpGateway:
+    """One per process: the shared upstreams, the MCP session manager, one ``Gateway`` per MCP session."""
+
+    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, stores: PlanStores, tokens: TokenStore, *,
+                 host: str = "127.0.0.1", key_file: Path | None = None) -> None:
+        self.pdp = pdp
+        self.config = config
+        self.stores = stores
+        self.tokens = tokens
+        self.key_file = key_file
+        self.local = host in LOCAL_HOSTS
+        self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed)
+        self.sessions: dict[str, Gateway] = {}  # MCP session id -> its gateway
+        self._owners: dict[str, str] = {}  # MCP session id -> the principal that opened it
+        try:
+            ver = version("writ")
+        except PackageNotFoundError:
+            ver = "0"
+        self.server: Server[Any] = Server("writ", version=ver, instructions=INSTRUCTIONS,
+                                          on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        ) if self.local else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        self.manager = StreamableHTTPSessionManager(app=self.server, security_settings=security)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Start the upstreams and the session manager; stop both on the way out."""
+        async with anyio.create_task_group() as tg:
+            await self.upstreams.start(tg)
+            self._audit("gateway_started", {"transport": "http", "upstreams": self.upstreams.status(),
+                                            "tools": {t.exposed_name: t.digest for t in self.upstreams.tools()}})
+            try:
+                async with self.manager.run():
+                    yield
+            finally:
+                for gateway in list(self.sessions.values()):
+                    gateway._session_ended()
+                self.upstreams.stop()
+                tg.cancel_scope.cancel()
+
+    # --- HTTP: who is calling ----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and self.local and not _local_origin(origin):
+            return await _refuse(send, 403, "origin_forbidden", "requests from another origin are refused")
+        scheme, _, token = (headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return await _refuse(send, 401, "token_missing",
+                                 "send Authorization: Bearer <token> (writ tokens new --principal NAME)")
+        try:
+            principal = await run_in_threadpool(self.tokens.principal_of, token.strip())
+        except WritError as e:
+            log.error("token lookup failed: %s", e.message)
+            return await _refuse(send, 503, e.code, "the token could not be checked")
+        if principal is None:
+            return await _refuse(send, 401, "token_invalid", "the token is unknown or revoked")
+        session_id = headers.get(SESSION_HEADER)
+        owner = self._owners.get(session_id) if session_id else None
+        if owner is not None and owner != principal:
+            return await _refuse(send, 403, "session_forbidden", "this MCP session belongs to another principal")
+        # The agent's credential goes no further than this check.
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]}
+        scope["state"] = {**scope.get("state", {}), PRINCIPAL_KEY: principal}
+
+        async def send_noting_session(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                for k, v in message.get("headers", []):
+                    if k.lower() == SESSION_HEADER.encode():
+                        self._owners.setdefault(v.decode("latin-1"), principal)
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, send_noting_session)
+        if scope["method"] == "DELETE" and session_id:  # the client ended its session
+            self._owners.pop(session_id, None)
+            gateway = self.sessions.pop(session_id, None)
+            if gateway is not None:
+                gateway._session_ended()
+
+    # --- MCP: one Gateway per session ---------------------------------------------------------
+
+    def _gateway(self, ctx: ServerRequestContext[Any, Any]) -> Gateway:
+        request = ctx.request
+        principal = getattr(getattr(request, "state", None), PRINCIPAL_KEY, None)
+        if principal is None:  # never without the checks of __call__
+            raise MCPError(types.INVALID_REQUEST, "unauthenticated request")
+        key = getattr(request, "headers", {}).get(SESSION_HEADER)
+        if not key:
+            # A sessionless request (protocol 2026-07-28) would get a fresh gateway every time, so a
+            # session lock or a bound plan would not hold: refused, fail closed.
+            raise MCPError(types.INVALID_REQUEST, "Writ's gateway needs an MCP session (Mcp-Session-Id): "
+                           "connect with protocol version 2025-11-25 or older")
+        gateway = self.sessions.get(key)
+        if gateway is None:
+            try:
+                who = resolve_principal(self.stores.trust, principal)
+            except WritError as e:
+                raise MCPError(types.INVALID_REQUEST, f"{e.code}: {e.message}") from None
+            gateway = Gateway(self.pdp, self.config, who, self.stores, key_file=self.key_file,
+                              upstreams=self.upstreams, session_id=f"s-{uuid.uuid4().hex}")
+            self.sessions[key] = gateway
+            self._audit("session_started", {"session_id": gateway.session.id, "transport": "http",
+                                            "principal": who.name, "role": who.role, "groups": list(who.groups)})
+        elif gateway.principal.name != principal:
+            raise MCPError(types.INVALID_REQUEST, "this MCP session belongs to another principal")
+        return gateway
+
+    async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return await self._gateway(ctx).list_tools(ctx, params)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await self._gateway(ctx).call_tool(ctx, params)
+
+    async def _tools_changed(self) -> None:
+        for gateway in list(self.sessions.values()):
+            await gateway._tools_changed()
+
+    def _audit(self, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            self.pdp.audit.append(kind, payload)
+        except WritError as e:
+            log.error("audit entry %s not written (%s): %s", kind, e.message, json.dumps(payload, default=str)[:1000])
+
+
+def _local_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTS
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="writ"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

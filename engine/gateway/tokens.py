@@ -1,0 +1,104 @@
+"""Bearer tokens for the gateway's HTTP transport: each acts for one principal of the trust store.
+
+    tokens = TokenStore(store)
+    record, secret = tokens.issue("plan-bot")     # the secret is shown once; only its sha256 is stored
+    tokens.principal_of(secret)                   # "plan-bot"; None if unknown or revoked
+    tokens.revoke(record.id)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
+
+from writ.engine.errors import ConflictError, NotFoundError, StoreError
+from writ.engine.store.db import Store, describe_db_error
+from writ.engine.store.tables import GatewayTokenRow, PrincipalRow
+
+PREFIX = "writ_"
+_DB_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def token_digest(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    principal: str
+    created_at: str
+    revoked_at: str | None
+
+
+def _record(row: GatewayTokenRow) -> TokenRecord:
+    return TokenRecord(row.id, row.principal, row.created_at, row.revoked_at)
+
+
+class TokenStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _fail(self, what: str, e: SQLAlchemyError) -> StoreError:
+        return StoreError(f"cannot {what} in {self._store.url}: {describe_db_error(e)}")
+
+    def issue(self, principal: str) -> tuple[TokenRecord, str]:
+        """A new token for ``principal`` (which must be in the trust store): (its record, the token text)."""
+        secret = PREFIX + secrets.token_urlsafe(32)
+        row = GatewayTokenRow(id=f"tok-{uuid.uuid4().hex[:12]}", principal=principal,
+                              token_sha256=token_digest(secret),
+                              created_at=datetime.now(UTC).strftime(_DB_TIME))
+        try:
+            with self._store.session(write=True) as session:
+                if session.get(PrincipalRow, principal) is None:
+                    raise NotFoundError(f"no principal {principal!r}; add it with "
+                                        f"`writ principals add {principal} --role ROLE`", code="principal_not_found")
+                session.add(row)
+                session.commit()
+                session.refresh(row)
+                return _record(row), secret
+        except SQLAlchemyError as e:
+            raise self._fail(f"store a token for {principal!r}", e) from e
+
+    def list(self) -> list[TokenRecord]:
+        try:
+            with self._store.session() as session:
+                rows = session.exec(select(GatewayTokenRow).order_by(col(GatewayTokenRow.created_at)))
+                return [_record(r) for r in rows]
+        except SQLAlchemyError as e:
+            raise self._fail("list tokens", e) from e
+
+    def revoke(self, token_id: str) -> TokenRecord:
+        try:
+            with self._store.session(write=True) as session:
+                row = session.get(GatewayTokenRow, token_id)
+                if row is None:
+                    raise NotFoundError(f"no token {token_id!r} (see `writ tokens list`)", code="token_not_found")
+                if row.revoked_at is not None:
+                    raise ConflictError(f"token {token_id} is already revoked", code="token_revoked")
+                row.revoked_at = datetime.now(UTC).strftime(_DB_TIME)
+                session.add(row)
+                session.commit()
+                session.refresh(row)
+                return _record(row)
+        except SQLAlchemyError as e:
+            raise self._fail(f"revoke token {token_id!r}", e) from e
+
+    def principal_of(self, token: str) -> str | None:
+        """The principal a live token acts for; None for an unknown or revoked token."""
+        wanted = token_digest(token)
+        try:
+            with self._store.session() as session:
+                row = session.exec(select(GatewayTokenRow).where(col(GatewayTokenRow.token_sha256) == wanted)).first()
+        except SQLAlchemyError as e:
+            raise self._fail("look up a token", e) from e
+        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_sha256, wanted):
+            return None
+        return row.principal
