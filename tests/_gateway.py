@@ -183,15 +183,7 @@ def http_git_server(repo: Path, log: Path) -> Iterator[tuple[str, subprocess.Pop
         proc = subprocess.Popen([sys.executable, "-c", HTTP_GIT_SERVER, str(repo), str(port)],
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the HTTP git server did not start; see {log}")
-                time.sleep(0.1)
+        wait_for_port(port, proc, 30, f"the HTTP git server did not start; see {log}")
         yield f"http://127.0.0.1:{port}/mcp", proc
     finally:
         proc.kill()
@@ -257,3 +249,43 @@ def notes_server(directory: Path, description: str = "Append a line of text to t
     script.write_text(NOTES_SERVER)
     desc.write_text(description)
     return [sys.executable, str(script), str(desc), str(notes)], desc, notes
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, failure: str) -> None:
+    """Wait until something listens on 127.0.0.1:port; fail the test if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(failure)
+            time.sleep(0.1)
+
+
+def write_two_upstream_config(root: Path, node: str) -> tuple[Path, Path, Path]:
+    """A git repo, a files dir with notes.txt, and config/writ.toml serving both (git, fs).
+
+    The config lives apart from the data directory: `writ mcp` refuses upstreams that could read it.
+    Returns (repo, files, config).
+    """
+    repo = make_repo(root / "repo")
+    files = root / "files"
+    files.mkdir()
+    (files / "notes.txt").write_text("read me\n")
+    config_dir = root / "config"
+    config_dir.mkdir()
+    config = config_dir / "writ.toml"
+    config.write_text(f"""
+[gateway]
+call_timeout_s = 30
+
+[upstreams.git]
+command = {toml_str(sys.executable)}
+args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
+
+[upstreams.fs]
+command = {toml_str(node)}
+args = {toml_list([str(FS_SERVER), str(files)])}""")
+    return repo, files, config

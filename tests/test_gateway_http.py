@@ -5,10 +5,8 @@ tokens issued with `writ tokens new`, and the official SDK client (`streamable_h
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -17,18 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 from _gateway import (
-    FS_SERVER,
     REQUEST_TIMEOUT_S,
     STANDARD_PRINCIPALS,
     GatewayClient,
     free_port,
-    make_repo,
     reason_codes,
     register,
     require_upstreams,
     text_of,
-    toml_list,
-    toml_str,
+    wait_for_port,
+    write_two_upstream_config,
 )
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
@@ -67,24 +63,8 @@ def new_token(env: Env, principal: str) -> str:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     node = require_upstreams()
     root = tmp_path_factory.mktemp("http")
-    repo = make_repo(root / "repo")
-    files = root / "files"
-    files.mkdir()
-    (files / "notes.txt").write_text("read me\n")
-    config_dir = root / "config"  # apart from the data directory: no upstream may read it
-    config_dir.mkdir()
-    config = config_dir / "writ.toml"
-    config.write_text(f"""
-[gateway]
-call_timeout_s = 30
-
-[upstreams.git]
-command = {toml_str(sys.executable)}
-args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
-
-[upstreams.fs]
-command = {toml_str(node)}
-args = {toml_list([str(FS_SERVER), str(files)])}""")
+    repo, files, config = write_two_upstream_config(root, node)
+    config_dir = config.parent
     data_dir = root / "writ-home"
     register(data_dir, STANDARD_PRINCIPALS)
     port = free_port()
@@ -95,15 +75,7 @@ args = {toml_list([str(FS_SERVER), str(files)])}""")
              "--config", str(config), "--data-dir", str(data_dir)],
             cwd=config_dir, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"writ serve did not start: {log.read_text()}")
-                time.sleep(0.1)
+        wait_for_port(port, proc, 60, f"writ serve did not start; see {log}")
         yield Env(repo, files, data_dir, f"http://127.0.0.1:{port}/mcp", log)
     finally:
         proc.terminate()

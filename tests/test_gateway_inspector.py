@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pytest
 from _gateway import (
-    FS_SERVER,
     ROOT,
     STANDARD_PRINCIPALS,
-    make_repo,
     register,
     require_upstreams,
-    toml_list,
-    toml_str,
+    write_two_upstream_config,
 )
 
 INSPECTOR = ROOT / ".mcp-servers" / "node_modules" / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" \
@@ -47,24 +44,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
             pytest.fail(message)
         pytest.skip(message)
     root = tmp_path_factory.mktemp("inspector")
-    repo = make_repo(root / "repo")
-    files = root / "files"
-    files.mkdir()
-    # The config lives apart from the data directory: `writ mcp` refuses upstreams that could read it.
-    config_dir = root / "config"
-    config_dir.mkdir()
-    config = config_dir / "writ.toml"
-    config.write_text(f"""
-[gateway]
-call_timeout_s = 30
-
-[upstreams.git]
-command = {toml_str(sys.executable)}
-args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
-
-[upstreams.fs]
-command = {toml_str(node)}
-args = {toml_list([str(FS_SERVER), str(files)])}""")
+    repo, files, config = write_two_upstream_config(root, node)
     data_dir = root / "writ-home"
     register(data_dir, STANDARD_PRINCIPALS)
     return Env(node, repo, files, config, data_dir)
