@@ -221,19 +221,14 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         return
 
     from writ.attestations.audit import AuditLog
-    from writ.engine.errors import ConfigError
-    from writ.engine.gateway.config import load_config
-    from writ.engine.gateway.exposure import secrets_exposed
+    from writ.engine.gateway.exposure import load_safe_config
     from writ.engine.gateway.http import HttpGateway
     from writ.engine.gateway.tokens import TokenStore
     from writ.engine.pdp import DecisionPoint, make_engine
     from writ.engine.plan_stores import plan_stores
     from writ.engine.store.db import open_store
 
-    config = load_config(config_path)
-    exposed = secrets_exposed(config, [settings.home])
-    if exposed:
-        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+    config = load_safe_config(config_path, settings)
     with open_store(settings) as store:
         audit_log = AuditLog(store)
         pdp = DecisionPoint(make_engine(settings), audit_log)

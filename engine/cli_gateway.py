@@ -43,9 +43,7 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
       claude mcp add writ -- writ mcp --principal exec-bot --config /srv/writ.toml --data-dir /srv/writ
     """
     from writ.attestations.audit import AuditLog
-    from writ.engine.errors import ConfigError
-    from writ.engine.gateway.config import load_config
-    from writ.engine.gateway.exposure import secrets_exposed
+    from writ.engine.gateway.exposure import load_safe_config
     from writ.engine.gateway.governance import resolve_principal
     from writ.engine.gateway.server import Gateway
     from writ.engine.pdp import DecisionPoint, make_engine
@@ -56,10 +54,7 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     if verbose:
         logging.getLogger("writ").setLevel(logging.INFO)
     settings: Settings = click.get_current_context().obj
-    config = load_config(config_path)
-    exposed = secrets_exposed(config, [settings.home])
-    if exposed:
-        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+    config = load_safe_config(config_path, settings)
     with open_store(settings) as store:
         audit = AuditLog(store)
         pdp = DecisionPoint(make_engine(settings), audit)

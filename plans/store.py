@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from writ.attestations.audit import AuditLog
 from writ.engine.errors import (
@@ -59,7 +59,7 @@ from writ.engine.errors import (
     VerificationError,
     WritError,
 )
-from writ.engine.store.db import Store, describe_db_error
+from writ.engine.store.db import Store, db_errors
 from writ.engine.store.tables import ApprovalRow, PlanRow, StepClaimRow
 from writ.plans import dsse
 from writ.plans.approval_policy import PolicyApprovalResult, PolicyEvaluator, assess, requirement_for
@@ -253,12 +253,8 @@ class PlanStore:
 
     # -- reading --------------------------------------------------------------------------------
 
-    @contextmanager
-    def _db(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot {what} in {self._store.url}: {describe_db_error(e)}") from e
+    def _db(self, what: str) -> AbstractContextManager[None]:
+        return db_errors(self._store, what)
 
     def resolve(self, ref: str) -> str:
         """A plan id from a full id (``sha256:<64 hex>``) or a unique prefix of its hex (4 digits or more)."""

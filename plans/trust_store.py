@@ -21,20 +21,20 @@ Every change is appended to the audit log (kind ``trust_event``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, get_args
 
 from pydantic import ValidationError
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from writ.attestations.audit import AuditLog
 from writ.engine.errors import ConfigError, ConflictError, InputError, NotFoundError, StoreError, VerificationError
-from writ.engine.store.db import Store, describe_db_error
+from writ.engine.store.db import Store, db_errors, describe_db_error
 from writ.engine.store.tables import PrincipalRow, TrustedKeyRow
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey, short_key_id
@@ -181,12 +181,8 @@ class TrustStore:
         self._groups: GroupsSource = groups or dict
         self._audit = audit or AuditLog(store)
 
-    @contextmanager
-    def _db(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except SQLAlchemyError as e:
-            raise StoreError(f"cannot {what} in {self._store.url}: {describe_db_error(e)}") from e
+    def _db(self, what: str) -> AbstractContextManager[None]:
+        return db_errors(self._store, what)
 
     # -- principals ------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from writ.engine.gateway.config import GatewayConfig
+from writ.engine.errors import ConfigError
+from writ.engine.gateway.config import GatewayConfig, load_config
+from writ.engine.settings import Settings
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -44,3 +46,12 @@ def secrets_exposed(config: GatewayConfig, secret_dirs: Iterable[Path]) -> list[
                         f"the audit database through it; set WRIT_HOME (or --data-dir) outside {root}"
                     )
     return problems
+
+
+def load_safe_config(path: Path, settings: Settings) -> GatewayConfig:
+    """``writ.toml`` loaded, and refused (``secrets_exposed``) if an upstream could read the data directory."""
+    config = load_config(path)
+    exposed = secrets_exposed(config, [settings.home])
+    if exposed:
+        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+    return config

@@ -23,6 +23,8 @@ that names the database and the reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -125,6 +127,15 @@ def alembic_config() -> Config:
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
     return config
+
+
+@contextmanager
+def db_errors(store: Store, what: str) -> Iterator[None]:
+    """Turn any database error inside the block into ``StoreError("cannot <what> in <url>: ...")``."""
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise StoreError(f"cannot {what} in {store.url}: {describe_db_error(e)}") from e
 
 
 def describe_db_error(e: BaseException) -> str:
