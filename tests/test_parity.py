@@ -26,6 +26,7 @@ from writ.engine.errors import PolicyEvaluationError
 from writ.engine.policy.base import DECISION_PATH, PolicyEngine
 from writ.engine.policy.embedded import EmbeddedEngine
 from writ.engine.policy.models import (
+    NON_TOOL_METHODS,
     Decision,
     PlanContext,
     PolicyInput,
@@ -194,6 +195,40 @@ NAMED_CASES = [
                                                     tool="writ_plan_status"), False, {"role_not_permitted"}),
     named("governance_tool_name_on_other_server_is_a_write",
           call_input(**PLANNER, server="git", tool="writ_plan_propose"), False, {"planner_cannot_write"}),
+    # Requests other than tools/call: reads, decided by the same policy.
+    named("planner_reads_resource", call_input(**PLANNER, method="resources/read", server="fs",
+                                               tool="file:///srv/repo/README.md"), True),
+    named("executor_subscribes_to_resource", call_input(**EXECUTOR, method="resources/subscribe", server="fs",
+                                                        tool="file:///srv/repo/README.md"), True),
+    named("executor_gets_prompt", call_input(**EXECUTOR, method="prompts/get", server="git", tool="commit_message",
+                                             args={"style": "short"}), True),
+    named("planner_completes_prompt_argument",
+          call_input(**PLANNER, method="completion/complete", server="git", tool="commit_message",
+                     args={"argument": {"name": "style", "value": "sh"}, "context": {"arguments": {}}}), True),
+    named("planner_asked_to_sample", call_input(**PLANNER, method="sampling/createMessage", server="git",
+                                                tool="sampling/createMessage"), True),
+    named("executor_asked_for_input", call_input(**EXECUTOR, method="elicitation/create", server="fs",
+                                                 tool="elicitation/create"), True),
+    named("approver_prompt_denied", call_input(principal="alice", role="approver", method="prompts/get",
+                                               server="git", tool="commit_message"), False, {"role_not_permitted"}),
+    named("auditor_resource_read_denied", call_input(principal="aud", role="auditor", method="resources/read",
+                                                     server="fs", tool="file:///srv/repo/README.md"), False,
+          {"role_not_permitted"}),
+    named("resource_named_like_a_write_tool_is_still_a_read",
+          call_input(**PLANNER, method="resources/read", server="git", tool="git_commit"), True),
+    named("resource_read_with_destructive_hint_is_still_a_read",
+          call_input(**PLANNER, method="resources/read", server="git", tool="git://HEAD",
+                     annotations={"readOnlyHint": False, "destructiveHint": True}), True),
+    named("executor_resource_read_ignores_rejected_plan",
+          call_input(**EXECUTOR, method="resources/read", server="fs", tool="file:///srv/repo/README.md",
+                     plan=plan_context(state="rejected", step_matches=False)), True),
+    named("locked_session_prompt", call_input(**EXECUTOR, method="prompts/get", server="git", tool="commit_message",
+                                              locked=True), False, {"session_locked"}),
+    named("explicit_tools_call_write", call_input(**PLANNER, **WRITE, method="tools/call"), False,
+          {"planner_cannot_write"}, {"lock_session"}),
+    named("resource_read_on_writ_server_incomplete",
+          call_input(**PLANNER, method="resources/read", server="writ", tool="writ://plans"), False,
+          {"input_incomplete"}),
     named("unicode_everywhere", call_input(principal="élise-🤖", role="planner", server="git", tool="git_log",
                                            args={"ref": "główna/ß", "n": 10**30}), True),
     named("huge_integer_args", call_input(**EXECUTOR, args={"n": 2**64 + 1, "m": -(2**70)}), True),
@@ -260,9 +295,28 @@ any_time = st.one_of(
 )
 
 
+# Mostly tool calls, now and then each of the other methods.
+METHODS = ["tools/call"] * 12 + sorted(NON_TOOL_METHODS)
+URIS = ["file:///srv/repo/README.md", "git://HEAD/README.md", "vault://secrets/db", "file:///etc/passwd"]
+PROMPTS = ["commit_message", "summarize", "review"]
+
+
 @st.composite
-def tools(draw: st.DrawFn) -> Tool:
+def tools(draw: st.DrawFn, method: str = "tools/call") -> Tool:
     server = draw(st.sampled_from(SERVERS) | st.sampled_from(["shell", "slack"]) | names)
+    if method != "tools/call":
+        # As the gateway fills it (a resource URI, a prompt name, or the method; no digest,
+        # no hints), but with names tools.json lists and, now and then, hints to ignore.
+        if method.startswith("resources/"):
+            name = draw(st.sampled_from(URIS) | st.sampled_from(ALL_TOOLS) | names)
+        elif method in ("prompts/get", "completion/complete"):
+            name = draw(st.sampled_from(PROMPTS + URIS) | st.sampled_from(ALL_TOOLS) | names)
+        else:
+            name = method
+        hinted = draw(one_in(5))
+        annotations = ToolAnnotations(read_only=draw(st.none() | st.booleans()),
+                                      destructive=draw(st.none() | st.booleans())) if hinted else ToolAnnotations()
+        return Tool(server=server, name=name, annotations=annotations, definition_digest=None)
     known = TOOLS_BY_SERVER.get(server, [])
     # A tool of this server, of another server, or any name at all.
     own_tool: bool = draw(st.booleans())
@@ -275,9 +329,22 @@ def tools(draw: st.DrawFn) -> Tool:
     return Tool(server=server, name=name, annotations=annotations, definition_digest=digest)
 
 
+def request_args(draw: st.DrawFn, method: str) -> dict[str, Any]:
+    """Arguments as the gateway passes them for ``method`` (and, once in five, anything)."""
+    if method == "tools/call" or draw(one_in(5)):
+        return draw(st.dictionaries(st.text(max_size=10), json_values, max_size=4))
+    if method == "prompts/get":
+        return draw(st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3))
+    if method == "completion/complete":
+        return {"argument": {"name": draw(st.text(max_size=8)), "value": draw(st.text(max_size=8))},
+                "context": {"arguments": draw(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2))}}
+    return {}
+
+
 @st.composite
 def policy_inputs(draw: st.DrawFn) -> PolicyInput:
     principal = draw(principals)
+    method = draw(st.sampled_from(METHODS))
     now = draw(any_time)
     plan = None
     if not draw(one_in(4)):  # a plan in three inputs out of four
@@ -294,8 +361,9 @@ def policy_inputs(draw: st.DrawFn) -> PolicyInput:
         role=draw(st.sampled_from(["executor", "planner"] + ROLES)),
         groups=draw(st.lists(st.sampled_from(GROUPS) | names, max_size=3)) if GROUPS else [],
         session=Session(id=draw(names), locked=draw(one_in(10))),
-        tool=draw(tools()),
-        args=draw(st.dictionaries(st.text(max_size=10), json_values, max_size=4)),
+        method=method,
+        tool=draw(tools(method)),
+        args=request_args(draw, method),
         plan=plan,
         now=now,
     )
@@ -307,6 +375,7 @@ def test_generated_calls_same_decision(engines: tuple[EmbeddedEngine, OpaSidecar
     d = decide_both(engines, inp)
     assert policy_decided(d), d
     event("allow" if d.allow else "deny: " + ",".join(d.reason_codes))
+    event("method " + inp.method)
 
 
 # --- generated inputs that do not fit the schema ----------------------------
@@ -321,11 +390,13 @@ TRICKY_TIMES = [
     "2026-00-10T00:00:00Z", "2026-13-10T00:00:00Z", "2026-11-00T00:00:00Z", "", "now", "１２",
 ]
 weird_values = st.one_of(json_values, st.sampled_from(TRICKY_TIMES), st.sampled_from(ROLES + STATES + SERVERS),
+                         st.sampled_from(sorted(set(METHODS)) + ["tools/list", "Tools/call", "initialize"]),
                          st.builds(dict), st.builds(list), st.just(""))
 
 # Where a mutation may land: a key path in the input document.
 PATHS = [
-    ("principal",), ("role",), ("groups",), ("session",), ("session", "id"), ("session", "locked"), ("tool",),
+    ("principal",), ("role",), ("groups",), ("session",), ("session", "id"), ("session", "locked"), ("method",),
+    ("tool",),
     ("tool", "server"), ("tool", "name"), ("tool", "annotations"), ("tool", "annotations", "readOnlyHint"),
     ("tool", "annotations", "destructiveHint"), ("tool", "definition_digest"), ("args",), ("plan",),
     ("plan", "id"), ("plan", "state"), ("plan", "planner"), ("plan", "expires_at"), ("plan", "step_matches"),
@@ -394,6 +465,10 @@ def test_generated_malformed_inputs_denied_alike(engines: tuple[EmbeddedEngine, 
     pytest.param({**call_input(**PLANNER), "role": "root"}, id="unknown_role"),
     pytest.param({**call_input(**PLANNER), "groups": "admins"}, id="groups_not_a_list"),
     pytest.param({**call_input(**PLANNER), "session": {"id": "s", "locked": "false"}}, id="locked_as_string"),
+    pytest.param(call_input(**PLANNER, method="tools/list"), id="unknown_method"),
+    pytest.param({**call_input(**PLANNER), "method": 7}, id="method_not_a_string"),
+    pytest.param(call_input(**PLANNER, method="prompts/get", server="writ", tool="writ_plan_status"),
+                 id="prompt_of_the_writ_server"),
 ])
 def test_named_malformed_input_denied_alike(engines: tuple[EmbeddedEngine, OpaSidecarEngine],
                                             doc: dict[str, Any]) -> None:
@@ -403,6 +478,26 @@ def test_named_malformed_input_denied_alike(engines: tuple[EmbeddedEngine, OpaSi
     raw = evaluate_both(engines, DECISION_PATH, doc, set_fields=("reasons", "obligations"))
     assert raw["allow"] is False, raw
     assert "input_incomplete" in {r["code"] for r in raw["reasons"]}, raw
+
+
+@pytest.mark.parametrize("inp", [
+    pytest.param(call_input(**PLANNER), id="planner_read"),
+    pytest.param(call_input(**PLANNER, **WRITE), id="planner_write"),
+    pytest.param(call_input(**EXECUTOR, **WRITE, plan=plan_context()), id="executor_write_under_plan"),
+    pytest.param(call_input(principal="alice", role="approver"), id="approver_read"),
+    pytest.param(call_input(**PLANNER, server="writ", tool="writ_plan_propose"), id="planner_proposes"),
+])
+def test_absent_or_null_method_is_tools_call(engines: tuple[EmbeddedEngine, OpaSidecarEngine],
+                                             inp: dict[str, Any]) -> None:
+    """Callers older than the field send no method: the policy, on both engines, reads tools/call."""
+    assert "method" not in inp
+    fields = ("reasons", "obligations")
+    explicit = evaluate_both(engines, DECISION_PATH, {**inp, "method": "tools/call"}, set_fields=fields)
+    assert evaluate_both(engines, DECISION_PATH, inp, set_fields=fields) == explicit
+    assert evaluate_both(engines, DECISION_PATH, {**inp, "method": None}, set_fields=fields) == explicit
+    # Through decide(), absent is the model's default; null does not fit the schema.
+    assert decide_both(engines, inp).allow is explicit["allow"]
+    assert decide_both(engines, {**inp, "method": None}).reason_codes == ["input_invalid"]
 
 
 # --- data.writ.approval.result -----------------------------------------------

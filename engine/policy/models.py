@@ -10,12 +10,18 @@ writes them; a test fails when the files drift from the models).
     )
     decision = engine.decide(inp)
     decision.allow, [r.code for r in decision.reasons]
+
+    # Another MCP request: the same policy decides it, as a read.
+    PolicyInput(
+        principal="plan-bot", role="planner", session=Session(id="s1"), method="resources/read",
+        tool=Tool(server="fs", name="file:///srv/repo/README.md"), now=datetime.now(timezone.utc),
+    )
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
@@ -23,6 +29,17 @@ Role = Literal["planner", "executor", "approver", "auditor", "admin"]
 PlanState = Literal[
     "proposed", "pending", "approved", "rejected", "expired", "executing", "completed", "failed", "aborted"
 ]
+Method = Literal[
+    "tools/call",
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "completion/complete",
+    "sampling/createMessage",
+    "elicitation/create",
+]
+# The MCP methods that are not tool calls: policy classes each of them as a read.
+NON_TOOL_METHODS: frozenset[str] = frozenset(get_args(Method)) - {"tools/call"}
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
@@ -49,11 +66,25 @@ class ToolAnnotations(_Strict):
 
 
 class Tool(_Strict):
+    """What the request is about. For ``tools/call``: the tool. For another method (see
+    ``PolicyInput.method``): the upstream server and the resource URI, prompt name or method,
+    with no annotations and no definition digest."""
+
     server: str = Field(min_length=1, description="Upstream server name from writ.toml; 'writ' for governance tools.")
-    name: str = Field(min_length=1, description="Tool name on that server.")
-    annotations: ToolAnnotations = Field(default_factory=ToolAnnotations)
+    name: str = Field(
+        min_length=1,
+        description="tools/call: the tool name on that server. resources/read, resources/subscribe: the resource "
+        "URI as the upstream knows it. prompts/get: the prompt name. completion/complete: the prompt name or "
+        "resource-template URI being completed. sampling/createMessage, elicitation/create: the method itself "
+        "(the upstream is asking the agent's client).",
+    )
+    annotations: ToolAnnotations = Field(
+        default_factory=ToolAnnotations, description="The tool's MCP annotations; empty for other methods."
+    )
     definition_digest: str | None = Field(
-        None, description="sha256: of the canonical tool definition (name, description, input schema, annotations)."
+        None,
+        description="sha256: of the canonical tool definition (name, description, input schema, annotations); "
+        "null for other methods.",
     )
 
 
@@ -81,14 +112,30 @@ class PlanContext(_Strict):
 
 
 class PolicyInput(_Strict):
-    """The input document of ``data.writ.authz.decision``."""
+    """The input document of ``data.writ.authz.decision``.
+
+    ``method`` names the MCP request. Policy classes every method but ``tools/call`` as a
+    read; for those, ``tool`` names the server and the resource, prompt or method (see
+    ``Tool.name``) and ``args`` holds the prompt's arguments (``prompts/get``), the
+    argument being completed (``completion/complete``: ``{"argument": {"name", "value"},
+    "context": {...}}``), or nothing.
+    """
 
     principal: str = Field(min_length=1, description="Authenticated principal name (from the trust store).")
     role: Role
     groups: list[str] = Field(default_factory=list, description="Groups of the principal, from the trust store.")
     session: Session
+    method: Method = Field(
+        "tools/call",
+        description="The MCP request being decided. Policy reads an absent or null method as tools/call; every "
+        "other method is a read.",
+    )
     tool: Tool
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="tools/call: the tool's arguments. prompts/get: the prompt's arguments. completion/complete: "
+        '{"argument": {"name", "value"}, "context": {...}}. Other methods: {}.',
+    )
     plan: PlanContext | None = None
     now: datetime
 

@@ -1,4 +1,4 @@
-# Writ: may this principal make this tool call now?
+# Writ: may this principal make this tool call (or other MCP request) now?
 #
 # Entry point: data.writ.authz.decision, always defined:
 #   {"allow": bool, "reasons": [{"code", "message"}], "obligations": [{"code", "message"}]}
@@ -6,9 +6,11 @@
 # then message). Reason and obligation codes are a stable API.
 #
 # Input (built and validated by the gateway):
-#   principal, role, groups, session {id, locked}, tool {server, name, definition_digest,
-#   annotations}, args, plan (null or {id, state, planner, expires_at, step_matches,
-#   step_index}), now.
+#   principal, role, groups, session {id, locked}, method (absent or null: "tools/call"),
+#   tool {server, name, definition_digest, annotations}, args, plan (null or {id, state,
+#   planner, expires_at, step_matches, step_index}), now.
+# For a method other than tools/call, tool.name is the resource URI, prompt name or method
+# (see docs/policies.md) and the request is a read.
 # Data: data.writ.tools (tool classification), data.writ.config (lock_session_on).
 #
 # Runs unchanged on regorus and on OPA: no string interpolation, no rego.metadata, and
@@ -34,6 +36,11 @@ class_roles := {
 governance_classes := {"plan", "execute", "status"}
 
 executable_plan_states := {"approved", "executing"}
+
+# The MCP requests the gateway asks about. Every one but tools/call is a read.
+methods := {"tools/call", "resources/read", "resources/subscribe", "prompts/get", "completion/complete", "sampling/createMessage", "elicitation/create"}
+
+non_tool_methods := methods - {"tools/call"}
 
 non_writer_roles := {"approver", "auditor", "admin"}
 
@@ -94,6 +101,28 @@ input_problems contains "args must be an object" if {
 
 args_ok if is_object(input.args)
 
+input_problems contains "method must be one of tools/call, resources/read, resources/subscribe, prompts/get, completion/complete, sampling/createMessage, elicitation/create" if {
+	input_is_object
+	not method_ok
+}
+
+method_ok if method in methods
+
+input_problems contains "a method other than tools/call may not name the writ server: Writ's governance server has no resources, prompts or completions" if {
+	non_tool_method
+	input.tool.server == "writ"
+}
+
+# The method asked about: "tools/call" when absent or null (callers older than the field
+# send none). Always defined, so `not method_ok` is safe on both engines.
+default method := "tools/call"
+
+method := input.method if input.method != null
+
+tool_call if method == "tools/call"
+
+non_tool_method if method in non_tool_methods
+
 input_problems contains "plan must be null or an object with id, state, planner, expires_at (RFC 3339), step_matches and step_index" if {
 	input_is_object
 	not valid_plan
@@ -147,6 +176,7 @@ valid_input if count(input_problems) == 0
 
 # ---------------------------------------------------------------------------
 # Tool classification: "read", "write", or (server "writ") "plan", "execute", "status".
+# Only tools/call is classified by data and hints; every other method is a read.
 # ---------------------------------------------------------------------------
 
 server_data := data.writ.tools.servers[input.tool.server]
@@ -171,14 +201,24 @@ hinted_read if {
 	not input.tool.annotations.destructiveHint == true
 }
 
+# The definitions never disagree: each one but the last needs tool_call, the last needs
+# non_tool_method (method has one value, so at most one of the two holds), and the two
+# tools/call ones are apart by data_entry_exists (which data_class alone is not: an array
+# of classes in data and a number for a name). A malformed method gets the default.
 default class := "write"
 
-class := data_class
+class := data_class if {
+	tool_call
+	data_entry_exists
+}
 
 class := "read" if {
+	tool_call
 	not data_entry_exists
 	hinted_read
 }
+
+class := "read" if non_tool_method
 
 # An entry in data decides, even one naming a class that does not apply here (then: write).
 data_entry_exists if {
@@ -194,7 +234,7 @@ deny contains reason("session_locked", "this session is locked after a policy vi
 	input.session.locked == true
 }
 
-deny contains reason("role_not_permitted", role_message(input.role, class)) if {
+deny contains reason("role_not_permitted", role_message(input.role, role_subject)) if {
 	class != "write"
 	is_string(input.role)
 	not role_may_use_class
@@ -202,13 +242,30 @@ deny contains reason("role_not_permitted", role_message(input.role, class)) if {
 
 role_may_use_class if input.role in class_roles[class]
 
+# What the role_not_permitted message speaks of: the class of a tool, or the method.
+role_subject := class if tool_call
+
+role_subject := method if non_tool_method
+
 role_message(role, "read") := concat("", ["the ", role, " role may not call read tools: only planners and executors may read"])
+
+role_message(role, m) := concat("", ["the ", role, " role may not ", method_actions[m], " (", m, "): only planners and executors may"]) if m in non_tool_methods
 
 role_message(role, "plan") := concat("", ["the ", role, " role may not propose plans: only a planner may call writ_plan_propose"])
 
 role_message(role, "execute") := concat("", ["the ", role, " role may not begin or finish plan execution: only an executor may call writ_plan_begin and writ_plan_finish"])
 
 role_message(role, "status") := concat("", ["the ", role, " role may not query plan status: only planners and executors may call writ_plan_status"])
+
+# What a role may not do, for each method other than tools/call (in role_message).
+method_actions := {
+	"resources/read": "read resources",
+	"resources/subscribe": "subscribe to resources",
+	"prompts/get": "get prompts",
+	"completion/complete": "ask for argument completions",
+	"sampling/createMessage": "be asked by a server to sample a message",
+	"elicitation/create": "be asked by a server for input",
+}
 
 deny contains reason("planner_cannot_write", "planners may not change anything: describe the change as a plan with writ_plan_propose; an executor will carry it out once approvers approve it") if {
 	class == "write"
@@ -285,6 +342,7 @@ permit if {
 # Obligations
 # ---------------------------------------------------------------------------
 
+# Only tools/call can be a write (every other method is a read): no plan_required for them.
 obligations contains reason("plan_required", "this tool changes state: it may run only as a step of an approved plan, and its execution must be recorded against that step") if {
 	valid_input
 	class == "write"

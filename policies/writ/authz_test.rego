@@ -90,6 +90,48 @@ fs_read_tools := ["read_file", "read_text_file", "read_media_file", "read_multip
 
 fs_write_tools := ["write_file", "edit_file", "create_directory", "move_file"]
 
+# A request other than tools/call, filled in as the gateway fills it: tool.name is the
+# resource URI, the prompt (or template) name, or the method; no annotations, no digest.
+request(role, m, server, name) := {
+	"principal": principal_for(role),
+	"role": role,
+	"groups": [],
+	"session": {"id": "s1", "locked": false},
+	"method": m,
+	"tool": {
+		"server": server,
+		"name": name,
+		"definition_digest": null,
+		"annotations": {"readOnlyHint": null, "destructiveHint": null, "idempotentHint": null, "openWorldHint": null},
+	},
+	"args": request_args[m],
+	"plan": null,
+	"now": now,
+}
+
+readme_uri := "file:///srv/repo/README.md"
+
+request_args := {
+	"resources/read": {},
+	"resources/subscribe": {},
+	"prompts/get": {"style": "short"},
+	"completion/complete": {"argument": {"name": "style", "value": "sh"}, "context": {"arguments": {}}},
+	"sampling/createMessage": {},
+	"elicitation/create": {},
+}
+
+# One request of each method other than tools/call, by `role`.
+requests(role) := [
+	request(role, "resources/read", "fs", readme_uri),
+	request(role, "resources/subscribe", "fs", readme_uri),
+	request(role, "prompts/get", "git", "commit_message"),
+	request(role, "completion/complete", "git", "commit_message"),
+	request(role, "sampling/createMessage", "git", "sampling/createMessage"),
+	request(role, "elicitation/create", "fs", "elicitation/create"),
+]
+
+with_method(i, m) := object.union(i, {"method": m})
+
 # ---------------------------------------------------------------------------
 # Tool classification
 # ---------------------------------------------------------------------------
@@ -241,6 +283,188 @@ test_read_role_message_names_role if {
 	some r in d.reasons
 	r.code == "role_not_permitted"
 	contains(r.message, "auditor")
+}
+
+# ---------------------------------------------------------------------------
+# Methods other than tools/call: resources, prompts, completions, sampling, elicitation
+# ---------------------------------------------------------------------------
+
+test_requests_cover_every_non_tool_method if {
+	{i.method | some i in requests("planner")} == authz.non_tool_methods
+	authz.non_tool_methods == authz.methods - {"tools/call"}
+	count(authz.methods) == 7
+}
+
+test_non_tool_methods_are_read if {
+	every role in authz.roles {
+		every i in requests(role) {
+			class_of(i) == "read"
+		}
+	}
+}
+
+test_non_tool_methods_allowed_for_planner_and_executor if {
+	every role in {"planner", "executor"} {
+		every i in requests(role) {
+			allowed(i)
+		}
+	}
+}
+
+test_non_tool_methods_carry_no_obligation if {
+	every role in authz.roles {
+		every i in requests(role) {
+			decide(i).obligations == set()
+		}
+	}
+}
+
+test_non_tool_methods_ignore_the_plan if {
+	# Reads: the bound plan, whatever its state, neither allows nor denies them.
+	every plan in [approved_plan, object.union(approved_plan, {"state": "rejected", "step_matches": false}), object.union(approved_plan, {"planner": "exec-bot"})] {
+		every i in requests("executor") {
+			allowed(object.union(i, {"plan": plan}))
+		}
+	}
+}
+
+test_non_tool_methods_denied_for_other_roles if {
+	every role in {"approver", "auditor", "admin"} {
+		every i in requests(role) {
+			denied_with(i, {"role_not_permitted"})
+		}
+	}
+}
+
+test_non_tool_method_role_message_names_role_and_method if {
+	d := decide(request("approver", "prompts/get", "git", "commit_message"))
+	some r in d.reasons
+	r.code == "role_not_permitted"
+	r.message == "the approver role may not get prompts (prompts/get): only planners and executors may"
+	every role in {"approver", "auditor", "admin"} {
+		every i in requests(role) {
+			some q in decide(i).reasons
+			contains(q.message, role)
+			contains(q.message, i.method)
+			not contains(q.message, "read tools")
+		}
+	}
+}
+
+test_tools_json_entry_does_not_classify_non_tool_methods if {
+	# A "write" entry under the resource URI (or a governance class under the prompt name)
+	# classifies tools/call only: the resources/read and prompts/get are still reads.
+	tools := {"servers": {
+		"fs": {"trust_annotations": false, "tools": {readme_uri: "write"}},
+		"git": {"trust_annotations": true, "tools": {"commit_message": "plan"}},
+	}}
+	class_of(request("planner", "resources/read", "fs", readme_uri)) == "read" with data.writ.tools as tools
+	allowed(request("planner", "resources/read", "fs", readme_uri)) with data.writ.tools as tools
+	allowed(request("planner", "resources/subscribe", "fs", readme_uri)) with data.writ.tools as tools
+	allowed(request("executor", "prompts/get", "git", "commit_message")) with data.writ.tools as tools
+	class_of(call("planner", "fs", readme_uri)) == "write" with data.writ.tools as tools
+}
+
+test_annotation_hints_do_not_classify_non_tool_methods if {
+	i := request("planner", "resources/read", "git", "git://HEAD")
+	class_of(with_annotations(i, {"readOnlyHint": false, "destructiveHint": true})) == "read"
+	class_of(with_annotations(i, {"readOnlyHint": true})) == "read"
+}
+
+test_non_tool_methods_on_unknown_server_are_read if {
+	allowed(request("planner", "resources/read", "shell", "file:///etc/hosts"))
+	allowed(request("executor", "prompts/get", "slack", "summarize"))
+	allowed(request("planner", "resources/read", "fs", readme_uri)) with data.writ.tools as {}
+}
+
+test_absent_or_null_method_is_tools_call if {
+	every i in [exec_write, call("planner", "git", "git_commit"), call("auditor", "git", "git_status"), object.union(exec_write, {"plan": null})] {
+		authz.method == "tools/call" with input as i
+		authz.method == "tools/call" with input as with_method(i, null)
+		decide(i) == decide(with_method(i, "tools/call"))
+		decide(with_method(i, null)) == decide(with_method(i, "tools/call"))
+	}
+	class_of(with_method(call("executor", "git", "git_commit"), null)) == "write"
+	class_of(with_method(call("executor", "git", "git_commit"), "tools/call")) == "write"
+	class_of(with_method(call("planner", "writ", "writ_plan_propose"), null)) == "plan"
+	allowed(with_method(call("planner", "writ", "writ_plan_propose"), "tools/call"))
+}
+
+test_locked_session_denies_non_tool_methods if {
+	every role in {"planner", "executor"} {
+		every i in requests(role) {
+			d := decide(object.union(i, {"session": {"locked": true}}))
+			d.allow == false
+			codes(d) == {"session_locked"}
+			d.obligations == set()
+		}
+	}
+	denied_with(object.union(request("admin", "prompts/get", "git", "commit_message"), {"session": {"locked": true}}), {"session_locked", "role_not_permitted"})
+}
+
+test_bad_method_incomplete if {
+	every m in ["tools/list", "resources/list", "prompts/list", "initialize", "notifications/cancelled", "Tools/call", "tools/call ", "", 3, true, false, {}, ["tools/call"], {"method": "tools/call"}] {
+		denied_with(with_method(exec_write, m), {"input_incomplete"})
+		denied_with(with_method(call("planner", "git", "git_status"), m), {"input_incomplete"})
+		authz.input_problems == {"method must be one of tools/call, resources/read, resources/subscribe, prompts/get, completion/complete, sampling/createMessage, elicitation/create"} with input as with_method(exec_write, m)
+		class_of(with_method(exec_write, m)) == "write"
+	}
+}
+
+test_non_tool_method_on_writ_server_incomplete if {
+	every m in authz.non_tool_methods {
+		every role in authz.roles {
+			i := request(role, m, "writ", "writ_plan_status")
+			denied_with(i, {"input_incomplete"})
+			decide(i).obligations == set()
+			authz.input_problems == {"a method other than tools/call may not name the writ server: Writ's governance server has no resources, prompts or completions"} with input as i
+		}
+	}
+}
+
+test_bad_method_message_names_the_methods if {
+	d := decide(with_method(exec_write, "tools/list"))
+	some r in d.reasons
+	contains(r.message, "method must be one of tools/call, resources/read")
+}
+
+test_class_defined_once_for_every_method if {
+	# `class` has several definitions: for each method, known and unknown names, with and
+	# without trusted hints, exactly one value (a conflict would be an evaluation error).
+	inputs := [with_annotations(call("executor", s, n), ann) |
+		some s in ["git", "fs", "writ", "shell"]
+		some n in ["git_status", "git_commit", "writ_plan_propose", "git_blame", readme_uri]
+		some ann in [{}, {"readOnlyHint": true}, {"readOnlyHint": true, "destructiveHint": true}]
+	]
+	every i in inputs {
+		every m in authz.methods | {null, "tools/list", 3} {
+			class_of(with_method(i, m)) in {"read", "write", "plan", "execute", "status"}
+		}
+	}
+
+	# Classes in an array (malformed data) and a number for a name (malformed input): the
+	# array "entry" does not count, the trusted hint does.
+	j := object.union(call("executor", "git", "x"), {"tool": {"name": 0, "annotations": {"readOnlyHint": true}}})
+	class_of(j) == "read" with data.writ.tools as {"servers": {"git": {"trust_annotations": true, "tools": ["write"]}}}
+}
+
+# A security team narrows these methods with a deny rule of its own in package writ.authz
+# (the one in team_rule_example_test.rego, shown in docs/policies.md): no resources/read
+# on the server "vault", whatever the role.
+test_team_rule_denies_resources_read_on_one_server if {
+	every role in {"planner", "executor"} {
+		d := decide(request(role, "resources/read", "vault", "vault://secrets/db"))
+		d.allow == false
+		codes(d) == {"resource_read_forbidden"}
+	}
+	denied_with(request("auditor", "resources/read", "vault", "vault://secrets/db"), {"resource_read_forbidden", "role_not_permitted"})
+}
+
+test_team_rule_leaves_other_requests_alone if {
+	allowed(request("planner", "resources/read", "fs", readme_uri))
+	allowed(request("planner", "resources/subscribe", "vault", "vault://secrets/db"))
+	allowed(request("executor", "prompts/get", "vault", "rotate"))
+	allowed(call("planner", "vault", "vault_list")) with data.writ.tools as {"servers": {"vault": {"tools": {"vault_list": "read"}}}}
 }
 
 # ---------------------------------------------------------------------------
@@ -586,6 +810,9 @@ test_malformed_field_incomplete if {
 		{"tool": {"name": 3}},
 		{"tool": {"server": ""}},
 		{"tool": {"annotations": "read-only"}},
+		{"method": "tools/list"},
+		{"method": 1},
+		{"method": "resources/read", "tool": {"server": "writ"}},
 		{"args": null},
 		{"plan": "sha256:1"},
 		{"plan": {"state": "done"}},
