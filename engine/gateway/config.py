@@ -64,6 +64,8 @@ class GatewayOptions(_Strict):
     start_timeout_s: float = Field(20.0, gt=0, description="Time an upstream has to start and list its tools.")
     max_restarts: int = Field(1, ge=0, description="Restarts of an upstream that died, per gateway run.")
     restart_backoff_s: float = Field(0.5, ge=0, description="Wait before the first restart; doubles after.")
+    session_idle_timeout_s: float = Field(1800.0, gt=0, description="An HTTP session with no request for this "
+                                          "long is ended (a client deleting its session ends it at once).")
 
 
 class UpstreamConfig(_Strict):

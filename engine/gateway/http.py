@@ -7,7 +7,9 @@ Every request carries ``Authorization: Bearer <token>`` (``writ tokens new``): n
 or a revoked one is 401; an ``Origin`` that is not local (when bound to loopback) is 403. The token
 names the principal; an MCP session belongs to the principal that opened it (another token on
 that session is 403). Each MCP session gets its own ``Gateway`` (its principal, its session lock,
-its bound plan); the upstream servers are started once and shared by all sessions. The agent's
+its bound plan); the upstream servers are started once and shared by all sessions. A session ends
+when the client deletes it or after ``gateway.session_idle_timeout_s`` without a request; either
+way it is forgotten and a ``session_ended`` audit entry written. The agent's
 token stops here: the ``Authorization`` header is removed before the MCP layer sees the request,
 and upstreams are called with the gateway's own configuration only.
 """
@@ -17,9 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
@@ -38,7 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 from writ.engine.errors import WritError
 from writ.engine.gateway.config import GatewayConfig
 from writ.engine.gateway.governance import resolve_principal
-from writ.engine.gateway.server import INSTRUCTIONS, Gateway
+from writ.engine.gateway.server import Gateway, build_server
 from writ.engine.gateway.tokens import TokenStore
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.pdp import DecisionPoint
@@ -65,18 +66,15 @@ class HttpGateway:
         self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed)
         self.sessions: dict[str, Gateway] = {}  # MCP session id -> its gateway
         self._owners: dict[str, str] = {}  # MCP session id -> the principal that opened it
-        try:
-            ver = version("writ")
-        except PackageNotFoundError:
-            ver = "0"
-        self.server: Server[Any] = Server("writ", version=ver, instructions=INSTRUCTIONS,
-                                          on_list_tools=self._list_tools, on_call_tool=self._call_tool)
+        self.server = build_server(self._gateway)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         ) if self.local else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-        self.manager = StreamableHTTPSessionManager(app=self.server, security_settings=security)
+        self.manager = _SessionManager(app=self.server, security_settings=security,
+                                       session_idle_timeout=config.gateway.session_idle_timeout_s,
+                                       on_discard=self._session_closed)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -91,8 +89,8 @@ class HttpGateway:
                 async with self.manager.run():
                     yield
             finally:
-                for gateway in list(self.sessions.values()):
-                    gateway._session_ended()
+                for key in list(self.sessions):
+                    self._end(key)
                 self.upstreams.stop()
                 tg.cancel_scope.cancel()
 
@@ -132,11 +130,21 @@ class HttpGateway:
             await send(message)
 
         await self.manager.handle_request(scope, receive, send_noting_session)
-        if scope["method"] == "DELETE" and session_id:  # the client ended its session
-            self._owners.pop(session_id, None)
-            gateway = self.sessions.pop(session_id, None)
-            if gateway is not None:
-                gateway._session_ended()
+
+    async def _session_closed(self, key: str) -> None:
+        """The session manager discarded a session (DELETE, idle timeout, or a crash)."""
+        for server, uri in self._end(key):
+            await self.upstreams.unsubscribe(server, uri)
+
+    def _end(self, key: str) -> list[tuple[str, str]]:
+        self._owners.pop(key, None)
+        gateway = self.sessions.pop(key, None)
+        if gateway is None:
+            return []
+        orphaned = gateway.end_session()
+        self._audit("session_ended", {"session_id": gateway.session.id, "transport": "http",
+                                      "principal": gateway.principal.name})
+        return orphaned
 
     # --- MCP: one Gateway per session ---------------------------------------------------------
 
@@ -166,14 +174,6 @@ class HttpGateway:
             raise MCPError(types.INVALID_REQUEST, "this MCP session belongs to another principal")
         return gateway
 
-    async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
-                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return await self._gateway(ctx).list_tools(ctx, params)
-
-    async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
-                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await self._gateway(ctx).call_tool(ctx, params)
-
     async def _tools_changed(self) -> None:
         for gateway in list(self.sessions.values()):
             await gateway._tools_changed()
@@ -183,6 +183,24 @@ class HttpGateway:
             self.pdp.audit.append(kind, payload)
         except WritError as e:
             log.error("audit entry %s not written (%s): %s", kind, e.message, json.dumps(payload, default=str)[:1000])
+
+
+class _SessionManager(StreamableHTTPSessionManager):
+    """The SDK's session manager, telling us when it lets a session go, however it ended."""
+
+    def __init__(self, *args: Any, on_discard: Callable[[str], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_discard = on_discard
+
+    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        # The SDK's one place where a session ends (DELETE, idle timeout, crash); private, so
+        # tests/test_gateway_http.py checks that both a DELETE and an idle timeout still get here.
+        await super()._discard_session(session_id, transport)
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._on_discard(session_id)
+            except Exception:
+                log.exception("ending session %s failed", session_id)
 
 
 def _local_origin(origin: str) -> bool:

@@ -27,19 +27,25 @@ import json
 import logging
 import time
 import uuid
+import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
 import mcp_types as types
+from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
-from mcp.shared.exceptions import MCPError
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import ServerMessageMetadata
+from pydantic import BaseModel
 
 from writ.engine.errors import AuditError, InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, Principal
@@ -52,13 +58,30 @@ from writ.engine.gateway.governance import (
     choose_step,
     is_candidate,
 )
-from writ.engine.gateway.upstream import UpstreamManager, UpstreamTool, UpstreamUnavailable, describe
+from writ.engine.gateway.passthrough import Exchange, expose_uri, split_name, split_uri
+from writ.engine.gateway.upstream import (
+    SamplingResult,
+    Upstream,
+    UpstreamManager,
+    UpstreamTool,
+    UpstreamUnavailable,
+    describe,
+)
 from writ.engine.pdp import DecisionPoint
 from writ.engine.plan_stores import PlanStores
-from writ.engine.policy.models import Decision, PlanContext, PolicyInput, Session, Tool, ToolAnnotations
+from writ.engine.policy.models import (
+    Decision,
+    Method,
+    PlanContext,
+    PolicyInput,
+    Session,
+    Tool,
+    ToolAnnotations,
+)
 from writ.plans.canonical import digest
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 META = "writ/"  # prefix of the gateway's _meta keys
 # A tool is left out of tools/list only when its role alone denies it: the role can never
@@ -84,8 +107,53 @@ INSTRUCTIONS = (
     "'denied [reason_code]:' followed by what to do instead; 'error [upstream_unavailable]' means "
     "the server behind the tool is down. Each tool's _meta carries its writ/definition_digest. "
     "Changes run only as steps of an approved plan: planners propose with writ__writ_plan_propose, "
-    "executors run approved plans with writ__writ_plan_begin, the steps, then writ__writ_plan_finish."
+    "executors run approved plans with writ__writ_plan_begin, the steps, then writ__writ_plan_finish. "
+    "Prompts are named <server>__<prompt> and resources writ://<server>/<uri>; reading them is decided "
+    "by policy too."
 )
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert",
+                                              "emergency")
+NOTIFY = NotificationOptions(tools_changed=True, prompts_changed=True, resources_changed=True)
+
+
+class WritServer(Server[Any]):
+    """The SDK's low-level server, announcing the list-changed notifications the gateway relays
+    (the HTTP session manager asks for initialization options without any)."""
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
+                                      *args: Any, **kwargs: Any) -> Any:
+        return super().create_initialization_options(notification_options or NOTIFY, *args, **kwargs)
+
+
+def build_server(gateway_of: Callable[[ServerRequestContext[Any, Any]], Gateway]) -> WritServer:
+    """The MCP server: every request goes to the ``Gateway`` of its session (``gateway_of``)."""
+    try:
+        ver = version("writ")
+    except PackageNotFoundError:
+        ver = "0"
+
+    def route(method: str) -> Any:
+        async def handler(ctx: ServerRequestContext[Any, Any], params: Any) -> Any:
+            return await getattr(gateway_of(ctx), method)(ctx, params)
+        return handler
+
+    # Logging and resources/subscribe are deprecated as of protocol 2026-07-28, but clients on the
+    # 2025-11-25 handshake (every one that keeps a session, which the gateway needs) still use them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        return _writ_server(ver, route)
+
+
+def _writ_server(ver: str, route: Callable[[str], Any]) -> WritServer:
+    return WritServer(
+        "writ", version=ver, instructions=INSTRUCTIONS,
+        on_list_tools=route("list_tools"), on_call_tool=route("call_tool"),
+        on_list_resources=route("list_resources"), on_list_resource_templates=route("list_resource_templates"),
+        on_read_resource=route("read_resource"), on_subscribe_resource=route("subscribe_resource"),
+        on_unsubscribe_resource=route("unsubscribe_resource"),
+        on_list_prompts=route("list_prompts"), on_get_prompt=route("get_prompt"),
+        on_completion=route("complete"), on_set_logging_level=route("set_logging_level"),
+    )
 
 
 @dataclass
@@ -123,17 +191,14 @@ class Gateway:
             stores, principal, self.upstreams, relist=self._relist, is_write=self._is_write, audit=self._audit,
             session_id=self.session.id, binding=self.session.binding, key_file=key_file,
         )
-        self._client: ServerSession | None = None
+        self.client: ServerSession | None = None  # the agent's side, once it sent a request
+        self.log_level: types.LoggingLevel | None = None  # set by logging/setLevel
+        self.upstreams.router.attach(self)
 
     # --- serving ------------------------------------------------------------------------
 
     def server(self) -> Server[Any]:
-        try:
-            ver = version("writ")
-        except PackageNotFoundError:
-            ver = "0"
-        return Server("writ", version=ver, instructions=INSTRUCTIONS,
-                      on_list_tools=self.list_tools, on_call_tool=self.call_tool)
+        return build_server(lambda ctx: self)
 
     async def serve_stdio(self) -> None:
         """Start the upstreams, serve MCP on stdin/stdout until the client leaves, stop the upstreams."""
@@ -146,14 +211,19 @@ class Gateway:
             })
             server = self.server()
             async with stdio_server() as (read, write):
-                options = server.create_initialization_options(NotificationOptions(tools_changed=True))
-                await server.run(read, write, options)
-            self._session_ended()
+                await server.run(read, write, server.create_initialization_options())
+            self.end_session()
             self.upstreams.stop()
             tg.cancel_scope.cancel()
 
+    def end_session(self) -> list[tuple[str, str]]:
+        """The agent left: forget its session, and record a plan still bound to it (it stays executing).
+        Returns the resource subscriptions nobody holds any more (the caller unsubscribes upstream)."""
+        orphaned = self.upstreams.router.detach(self)
+        self._session_ended()
+        return orphaned
+
     def _session_ended(self) -> None:
-        """A plan still bound when the client leaves stays executing: say so in the audit log."""
         bound = self.session.plan
         if bound is None:
             return
@@ -168,7 +238,7 @@ class Gateway:
 
     async def list_tools(self, ctx: ServerRequestContext[Any, Any],
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        self._client = ctx.session
+        self.client = ctx.session
         entries = list(self.governance.tools.values()) + self.upstreams.tools()
         return types.ListToolsResult(tools=[self._exposed(t) for t in entries if self._visible(t)])
 
@@ -195,7 +265,7 @@ class Gateway:
 
     async def call_tool(self, ctx: ServerRequestContext[Any, Any],
                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        self._client = ctx.session
+        self.client = ctx.session
         name, args = params.name, params.arguments or {}
         if name.partition(SEPARATOR)[0] == SERVER:
             return await self._call_governance(name, args)
@@ -235,7 +305,7 @@ class Gateway:
             if refused is not None:
                 return refused
             step = StepRun(bound.id, choice.index)
-        return await self._forward(decision, entry, args, step)
+        return await self._forward(decision, entry, args, step, ctx)
 
     def _known(self, name: str) -> UpstreamTool | types.CallToolResult:
         entry = self.upstreams.tool(name)
@@ -392,7 +462,8 @@ class Gateway:
     # --- forwarding ------------------------------------------------------------------------
 
     async def _forward(self, decision: Decision, entry: UpstreamTool, args: dict[str, Any],
-                       step: StepRun | None = None) -> types.CallToolResult:
+                       step: StepRun | None = None,
+                       ctx: ServerRequestContext[Any, Any] | None = None) -> types.CallToolResult:
         start = time.perf_counter_ns()
 
         def done(outcome: str, result: types.CallToolResult | None = None,
@@ -403,7 +474,8 @@ class Gateway:
             self._step_done(step, outcome, sha)
 
         try:
-            result = await self.upstreams.call(entry, args)
+            with self._exchange(entry.server, ctx):
+                result = await self.upstreams.call(entry, args, self._progress(ctx))
         except MCPError as e:  # the upstream's own JSON-RPC error: passed on unchanged
             done("upstream_error", error={"code": e.code, "message": e.message[:500]})
             raise
@@ -436,6 +508,307 @@ class Gateway:
             args=args, plan=plan, now=datetime.now(UTC),
         )
 
+    # --- resources, prompts, completions, logging: passed through, reads decided by policy ----
+
+    async def list_resources(self, ctx: ServerRequestContext[Any, Any],
+                             params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        self.client = ctx.session
+        out: list[types.Resource] = []
+        for upstream in self.upstreams.ready("resources"):
+            for r in await self._gather(upstream, "resources",
+                                        lambda s, c: s.list_resources(params=c), lambda page: page.resources):
+                if self._may("resources/read", upstream.name, r.uri):
+                    out.append(r.model_copy(update={"uri": expose_uri(upstream.name, r.uri)}))
+        return types.ListResourcesResult(resources=out)
+
+    async def list_resource_templates(self, ctx: ServerRequestContext[Any, Any],
+                                      params: types.PaginatedRequestParams | None
+                                      ) -> types.ListResourceTemplatesResult:
+        self.client = ctx.session
+        out: list[types.ResourceTemplate] = []
+        for upstream in self.upstreams.ready("resources"):
+            for t in await self._gather(upstream, "resource templates", lambda s, c: s.list_resource_templates(
+                    params=c), lambda page: page.resource_templates):
+                if self._may("resources/read", upstream.name, t.uri_template):
+                    out.append(t.model_copy(update={"uri_template": expose_uri(upstream.name, t.uri_template)}))
+        return types.ListResourceTemplatesResult(resource_templates=out)
+
+    async def read_resource(self, ctx: ServerRequestContext[Any, Any],
+                            params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        server, uri = self._resource(params.uri)
+        result = await self._pass(ctx, "resources/read", server, uri, {},
+                                  lambda s: s.read_resource(uri))
+        if not isinstance(result, types.ReadResourceResult):
+            raise MCPError(types.INTERNAL_ERROR, f"upstream {server!r} answered resources/read with something else")
+        return result.model_copy(update={"contents": [
+            c.model_copy(update={"uri": expose_uri(server, c.uri)}) for c in result.contents]})
+
+    async def subscribe_resource(self, ctx: ServerRequestContext[Any, Any],
+                                 params: types.SubscribeRequestParams) -> types.EmptyResult:
+        server, uri = self._resource(params.uri)
+        router = self.upstreams.router
+        if router.subscribe(server, uri, self):
+            try:
+                await self._pass(ctx, "resources/subscribe", server, uri, {}, lambda s: s.subscribe_resource(uri))
+            except BaseException:
+                router.unsubscribe(server, uri, self)
+                raise
+        else:  # the upstream already sends updates for it: policy still decides for this session
+            self._require("resources/subscribe", server, uri, {})
+        return types.EmptyResult()
+
+    async def unsubscribe_resource(self, ctx: ServerRequestContext[Any, Any],
+                                   params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        self.client = ctx.session
+        server, uri = self._resource(params.uri)
+        if self.upstreams.router.unsubscribe(server, uri, self):
+            await self.upstreams.unsubscribe(server, uri)
+        return types.EmptyResult()
+
+    async def list_prompts(self, ctx: ServerRequestContext[Any, Any],
+                           params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        self.client = ctx.session
+        out: list[types.Prompt] = []
+        for upstream in self.upstreams.ready("prompts"):
+            for prompt in await self._gather(upstream, "prompts", lambda s, c: s.list_prompts(params=c),
+                                             lambda page: page.prompts):
+                if self._may("prompts/get", upstream.name, prompt.name):
+                    out.append(prompt.model_copy(update={"name": f"{upstream.name}{SEPARATOR}{prompt.name}"}))
+        return types.ListPromptsResult(prompts=out)
+
+    async def get_prompt(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        server, name = self._prompt(params.name)
+        args = dict(params.arguments or {})
+        result = await self._pass(ctx, "prompts/get", server, name, args, lambda s: s.get_prompt(name, args))
+        if not isinstance(result, types.GetPromptResult):
+            raise MCPError(types.INTERNAL_ERROR, f"upstream {server!r} answered prompts/get with something else")
+        return result
+
+    async def complete(self, ctx: ServerRequestContext[Any, Any],
+                       params: types.CompleteRequestParams) -> types.CompleteResult:
+        ref = params.ref
+        ref_up: types.PromptReference | types.ResourceTemplateReference
+        if isinstance(ref, types.PromptReference):
+            server, name = self._prompt(ref.name)
+            ref_up = ref.model_copy(update={"name": name})
+        else:
+            server, name = self._resource(ref.uri)
+            ref_up = ref.model_copy(update={"uri": name})
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context else None
+        args: dict[str, Any] = {"argument": argument, "context": context or {}}
+        return await self._pass(ctx, "completion/complete", server, name, args,
+                                lambda s: s.complete(ref_up, argument, context))
+
+    async def set_logging_level(self, ctx: ServerRequestContext[Any, Any],
+                                params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Messages below ``level`` are no longer sent to this session; each upstream that logs is asked
+        for the lowest level any session wants."""
+        self.client = ctx.session
+        self.log_level = params.level
+        levels = [g.log_level for g in self.upstreams.router.gateways if g.log_level is not None]
+        lowest = min(levels, key=LOG_LEVELS.index) if levels else params.level
+        for upstream in self.upstreams.ready("logging"):
+            try:
+                await upstream.request(lambda s: s.set_logging_level(lowest))
+            except (WritError, MCPError) as e:
+                log.warning("upstream %s: logging/setLevel failed: %s", upstream.name, describe(e, 0))
+        return types.EmptyResult()
+
+    # --- what an upstream sends of its own accord (routed here by passthrough.Router) -------
+
+    async def ask(self, server: str, method: Method, params: Any, target: Exchange
+                  ) -> SamplingResult | types.ElicitResult | types.ErrorData:
+        """An upstream's sampling or elicitation request: decided by policy for this session's principal,
+        then put to the agent's client on the request it belongs to."""
+        session = target.session
+        capability = (types.ClientCapabilities(sampling=types.SamplingCapability())
+                      if method == "sampling/createMessage" else
+                      types.ClientCapabilities(elicitation=types.ElicitationCapability()))
+        if session is None or not session.check_client_capability(capability):
+            return types.ErrorData(code=types.INVALID_REQUEST,
+                                   message=f"the agent's client does not support {method}")
+        try:
+            decision = self._require(method, server, method, {})
+        except MCPError as e:
+            return types.ErrorData(code=e.code, message=e.message)
+        start = time.perf_counter_ns()
+        request: types.CreateMessageRequest | types.ElicitRequest
+        result_type: type[BaseModel]
+        if method == "sampling/createMessage":
+            request = types.CreateMessageRequest(params=params)
+            wants_tools = params.tools is not None or params.tool_choice is not None
+            result_type = types.CreateMessageResultWithTools if wants_tools else types.CreateMessageResult
+        else:
+            request = types.ElicitRequest(params=params)
+            result_type = types.ElicitResult
+        try:
+            answer = await session.send_request(
+                request, result_type, metadata=ServerMessageMetadata(related_request_id=target.request_id))
+        except MCPError as e:
+            self._record_request(decision, method, server, method, "client_error", start,
+                                 error={"code": e.code, "message": e.message[:500]})
+            return types.ErrorData(code=e.code, message=e.message, data=e.data)
+        except Exception as e:  # noqa: BLE001 - the client went away, or answered nonsense
+            self._record_request(decision, method, server, method, "gateway_error", start,
+                                 error={"message": f"{type(e).__name__}: {e}"[:500]})
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"the agent's client did not answer {method} "
+                                   f"({type(e).__name__})")
+        self._record_request(decision, method, server, method, "ok", start, result=answer)
+        return cast(SamplingResult | types.ElicitResult, answer)
+
+    async def relay_log(self, server: str, params: types.LoggingMessageNotificationParams, target: Exchange) -> None:
+        """An upstream's log message, to this session when its level is wanted; the logger names the server."""
+        if self.log_level is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(self.log_level):
+            return
+        logger = f"{server}.{params.logger}" if params.logger else server
+        session = target.session or self.client
+        if session is None:
+            return
+        try:
+            await session.send_log_message(params.level, params.data, logger=logger,
+                                           related_request_id=target.request_id)
+        except Exception as e:  # noqa: BLE001 - the client may be gone
+            log.info("could not pass a log message of %s on: %s", server, e)
+
+    async def notify(self, send: Callable[[ServerSession], Awaitable[None]]) -> None:
+        """A notification to this session's client, if it is (still) there."""
+        if self.client is None:
+            return
+        try:
+            await send(self.client)
+        except Exception as e:  # noqa: BLE001 - the client may be gone or not take notifications
+            log.info("could not notify the client: %s", e)
+
+    # --- pass-through helpers ------------------------------------------------------------
+
+    def _resource(self, exposed: str) -> tuple[str, str]:
+        parts = split_uri(str(exposed))
+        if parts is None or parts[0] not in self.upstreams.upstreams:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {exposed} (Writ's resource URIs look like "
+                           "writ://<server>/<uri>: list them with resources/list)")
+        return parts
+
+    def _prompt(self, exposed: str) -> tuple[str, str]:
+        parts = split_name(exposed)
+        if parts is None or parts[0] not in self.upstreams.upstreams:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {exposed} (Writ's prompts are named "
+                           "<server>__<prompt>: list them with prompts/list)")
+        return parts
+
+    async def _gather(self, upstream: Upstream, what: str, fetch: Callable[[ClientSession, Any], Awaitable[Any]],
+                      items: Callable[[Any], list[R]]) -> list[R]:
+        """Every page of one upstream's list; an upstream that fails is left out (and logged), not fatal."""
+        out: list[R] = []
+        cursor: str | None = None
+        try:
+            for _ in range(1000):  # a server that pages forever is cut off, not followed
+                page = await upstream.request(_page(fetch, cursor))
+                out.extend(items(page))
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+        except (WritError, MCPError) as e:
+            log.warning("upstream %s: listing %s failed: %s", upstream.name, what, describe(e, 0))
+        return out
+
+    def _request_input(self, method: Method, server: str, name: str, args: dict[str, Any],
+                       plan: PlanContext | None) -> PolicyInput:
+        return PolicyInput(
+            principal=self.principal.name, role=self.principal.role, groups=list(self.principal.groups),
+            session=Session(id=self.session.id, locked=self.session.locked), method=method,
+            tool=Tool(server=server, name=name), args=args, plan=plan, now=datetime.now(UTC),
+        )
+
+    def _may(self, method: Method, server: str, name: str) -> bool:
+        """A listing hint (the engine alone, not logged), like ``_visible`` for tools."""
+        try:
+            dry = self.pdp.engine.decide(self._request_input(method, server, name, {}, None))
+        except Exception:  # noqa: BLE001 - e.g. an empty name: listed, and decided when used
+            return True
+        return dry.allow or not dry.reasons or not set(dry.reason_codes) <= HIDDEN_WHEN_ONLY
+
+    def _require(self, method: Method, server: str, name: str, args: dict[str, Any]) -> Decision:
+        """Decide (and log) a request that is not a tool call; a denial is a JSON-RPC error naming the reason."""
+        try:
+            plan = self._bound_context()
+            inp = self._request_input(method, server, name, args, plan)
+        except WritError as e:
+            decision = self.pdp.refuse_input(InputError(
+                f"{method} of {server}: the plan bound to this session cannot be read: {e.message}", code=e.code))
+        except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
+            decision = self.pdp.refuse_input(InputError(
+                f"{method} of {server} could not be turned into a policy input ({type(e).__name__})",
+                code="gateway_error"))
+        else:
+            decision = self.pdp.decide(inp)
+        if decision.has_obligation("lock_session"):
+            self.session.locked = True
+        if not decision.allow:
+            raise MCPError(types.INVALID_REQUEST, deny_text(decision), data=decision_meta(decision))
+        unmet = sorted({o.code for o in decision.obligations} - {"lock_session"})
+        if unmet:  # e.g. plan_required: only tool calls can be plan steps
+            message = f"the policy allowed {method} on obligations the gateway cannot meet: {', '.join(unmet)}"
+            self._record_request(decision, method, server, name, "obligation_unfulfilled", time.perf_counter_ns(),
+                                 error={"message": message})
+            raise MCPError(types.INVALID_REQUEST, f"error [obligation_unfulfilled]: {message}",
+                           data=decision_meta(decision, "obligation_unfulfilled"))
+        return decision
+
+    async def _pass(self, ctx: ServerRequestContext[Any, Any], method: Method, server: str, name: str,
+                    args: dict[str, Any], send: Callable[[ClientSession], Awaitable[R]]) -> R:
+        """Decide, forward to ``server``, record: the life of every request that is not a tool call."""
+        self.client = ctx.session
+        decision = self._require(method, server, name, args)
+        upstream = self.upstreams.upstreams[server]
+        start = time.perf_counter_ns()
+        try:
+            with self._exchange(server, ctx):
+                result = await upstream.request(send)
+        except MCPError as e:  # the upstream's own JSON-RPC error: passed on unchanged
+            self._record_request(decision, method, server, name, "upstream_error", start,
+                                 error={"code": e.code, "message": e.message[:500]})
+            raise
+        except WritError as e:  # upstream_unavailable, upstream_timeout
+            self._record_request(decision, method, server, name, e.code, start, error={"message": e.message})
+            raise MCPError(types.INTERNAL_ERROR, f"error [{e.code}]: {e.message}",
+                           data=decision_meta(decision, e.code)) from None
+        except anyio.get_cancelled_exc_class():
+            self._record_request(decision, method, server, name, "cancelled", start)
+            raise
+        except Exception as e:  # never a traceback to the agent
+            log.exception("%s of %s failed", method, server)
+            self._record_request(decision, method, server, name, "gateway_error", start,
+                                 error={"message": f"{type(e).__name__}: {e}"[:500]})
+            raise MCPError(types.INTERNAL_ERROR, f"error [gateway_error]: forwarding {method} failed "
+                           f"({type(e).__name__})", data=decision_meta(decision, "gateway_error")) from None
+        self._record_request(decision, method, server, name, "ok", start,
+                             result=result if isinstance(result, BaseModel) else None)
+        return result
+
+    def _exchange(self, server: str, ctx: ServerRequestContext[Any, Any] | None) -> Any:
+        return self.upstreams.router.exchange(server, self, ctx.session if ctx else self.client,
+                                              ctx.request_id if ctx else None)
+
+    @staticmethod
+    def _progress(ctx: ServerRequestContext[Any, Any] | None) -> ProgressFnT | None:
+        """Progress of the upstream's work, passed on under the agent's own progress token."""
+        meta: Any = ctx.meta if ctx is not None else None
+        token = (meta.get("progress_token", meta.get("progressToken")) if isinstance(meta, dict) else None)
+        if ctx is None or token is None:
+            return None
+        session, request_id = ctx.session, ctx.request_id
+
+        async def relay(progress: float, total: float | None, message: str | None) -> None:
+            try:
+                await session.send_progress_notification(token, progress, total, message,
+                                                         related_request_id=str(request_id))
+            except Exception as e:  # noqa: BLE001 - the client may be gone
+                log.info("could not pass progress on: %s", e)
+
+        return relay
+
     # --- audit ---------------------------------------------------------------------------
 
     def _record(self, decision: Decision, entry: UpstreamTool, outcome: str, duration_us: int, *,
@@ -456,6 +829,20 @@ class Gateway:
             payload["error"] = error
         self._audit("tool_result", payload)
 
+    def _record_request(self, decision: Decision, method: str, server: str, name: str, outcome: str,
+                        start_ns: int, *, result: BaseModel | None = None, error: dict[str, Any] | None = None
+                        ) -> None:
+        """The ``request_result`` entry of an allowed request that is not a tool call (cf. ``_record``)."""
+        payload: dict[str, Any] = {
+            "decision_id": decision.decision_id, "session_id": self.session.id, "principal": self.principal.name,
+            "method": method, "server": server, "name": name[:1000], "outcome": outcome,
+            "duration_us": max(0, (time.perf_counter_ns() - start_ns) // 1000),
+            "result_sha256": result_digest(result) if result is not None else None,
+        }
+        if error:
+            payload["error"] = error
+        self._audit("request_result", payload)
+
     def _audit(self, kind: str, payload: dict[str, Any]) -> None:
         try:
             self.pdp.audit.append(kind, payload)
@@ -467,23 +854,34 @@ class Gateway:
 
     async def _tools_changed(self) -> None:
         self._audit("tools_changed", {"session_id": self.session.id, "tools": self._digests()})
-        if self._client is not None:
+        if self.client is not None:
             try:
-                await self._client.send_tool_list_changed()
+                await self.client.send_tool_list_changed()
             except Exception as e:  # noqa: BLE001 - the client may be gone or not take notifications
                 log.info("could not tell the client the tool list changed: %s", e)
+
+
+def _page(fetch: Callable[[ClientSession, Any], Awaitable[Any]],
+          cursor: str | None) -> Callable[[ClientSession], Awaitable[Any]]:
+    """One page request of a paginated list (a function per page: no loop variable in a closure)."""
+    params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+    return lambda session: fetch(session, params)
 
 
 class _Unknown(Exception):
     """The tool vanished from its upstream's listing."""
 
 
-def deny_result(decision: Decision, *, note: str = "") -> types.CallToolResult:
+def deny_text(decision: Decision, *, note: str = "") -> str:
     lines = [f"denied [{r.code}]: {r.message}" for r in decision.reasons]
     if note:
         lines.append(f"plan: {note}")
     lines += [f"obligation [{o.code}]: {o.message}" for o in decision.obligations if o.code == "lock_session"]
-    return _result("\n".join(lines), decision)
+    return "\n".join(lines)
+
+
+def deny_result(decision: Decision, *, note: str = "") -> types.CallToolResult:
+    return _result(deny_text(decision, note=note), decision)
 
 
 def refused_result(code: str, message: str, decision: Decision) -> types.CallToolResult:
@@ -495,18 +893,23 @@ def error_result(code: str, message: str, decision: Decision) -> types.CallToolR
     return _result(f"error [{code}]: {message}", decision, code=code)
 
 
-def _result(text: str, decision: Decision, *, code: str | None = None) -> types.CallToolResult:
+def decision_meta(decision: Decision, code: str | None = None) -> dict[str, Any]:
+    """``{"writ/decision": ...}``: the decision id, outcome and reasons, for the agent and its operator."""
     meta: dict[str, Any] = {
         "decision_id": decision.decision_id, "allow": decision.allow,
         "reasons": [r.model_dump() for r in decision.reasons], "policy_revision": decision.policy_revision,
     }
     if code:
         meta["error"] = code
+    return {f"{META}decision": meta}
+
+
+def _result(text: str, decision: Decision, *, code: str | None = None) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True,
-                                meta={f"{META}decision": meta})
+                                meta=decision_meta(decision, code))
 
 
-def result_digest(result: types.CallToolResult) -> str:
+def result_digest(result: BaseModel) -> str:
     """``sha256:`` of the result as JSON: RFC 8785 when it has a canonical form, else sorted-key JSON text."""
     doc = result.model_dump(mode="json", by_alias=True, exclude_none=True)
     try:

@@ -11,6 +11,12 @@ An upstream that dies is restarted at most ``max_restarts`` times, after a doubl
 while it is down, and for good once its restarts are spent, its calls fail at once with
 ``UpstreamUnavailable``. A call to a live upstream waits at most ``call_timeout_s``. Tools are
 listed at start, after every restart, on ``notifications/tools/list_changed`` and on ``refresh()``.
+
+Everything else an upstream offers goes through ``Upstream.request`` (same bounds and errors as a
+call), and what an upstream sends of its own accord (sampling and elicitation requests, log
+messages, resource and prompt notifications) goes to the manager's ``relay``: the gateway, which
+decides where it goes (``writ.engine.gateway.passthrough``). Roots are never offered to an
+upstream: what a server may touch is the operator's configuration, not the agent's.
 """
 
 from __future__ import annotations
@@ -19,21 +25,23 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 import anyio.abc
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from mcp.client.session import ClientSession, IncomingMessage
+from mcp.client.session import ClientRequestContext, ClientSession, IncomingMessage
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from writ.engine.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
+from writ.engine.gateway.passthrough import Router
 from writ.plans.canonical import digest
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,22 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
 State = Literal["starting", "ready", "restarting", "down"]
 Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
+T = TypeVar("T")
+SamplingResult = types.CreateMessageResult | types.CreateMessageResultWithTools
+
+
+class Relay(Protocol):
+    """Where an upstream's own requests and notifications go (the gateway's sessions)."""
+
+    async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
+        ...
+
+    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        ...
+
+    async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None: ...
+
+    async def notification(self, server: str, message: types.ServerNotification) -> None: ...
 
 
 class UpstreamUnavailable(WritError):
@@ -86,7 +110,7 @@ class Upstream:
     """One upstream server and the task that keeps its client session (``run``)."""
 
     def __init__(self, name: str, config: UpstreamConfig, options: GatewayOptions,
-                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_tools_changed: Callable[[], Awaitable[None]] | None = None, relay: Relay | None = None) -> None:
         self.name = name
         self.config = config
         self.call_timeout_s = config.call_timeout_s or options.call_timeout_s
@@ -98,21 +122,38 @@ class Upstream:
         self.restarts = 0
         self.tools: dict[str, UpstreamTool] = {}
         self._on_tools_changed = on_tools_changed
+        self.relay = relay
         self._session: ClientSession | None = None
         self._refresh: MemoryObjectSendStream[None] | None = None
         self._stopping = False
 
     # --- calls ------------------------------------------------------------------------
 
-    async def call(self, tool: str, args: dict[str, Any]) -> types.CallToolResult:
+    async def call(self, tool: str, args: dict[str, Any],
+                   progress: ProgressFnT | None = None) -> types.CallToolResult:
         """Call ``tool``; the upstream's JSON-RPC errors come back as ``MCPError``, unchanged."""
+        return await self.request(lambda s: s.call_tool(tool, args, read_timeout_seconds=self.call_timeout_s,
+                                                        progress_callback=progress))
+
+    @property
+    def capabilities(self) -> types.ServerCapabilities | None:
+        """What the upstream declared when it started (None while it is not connected)."""
+        session = self._session
+        return session.server_capabilities if session is not None else None
+
+    async def request(self, send: Callable[[ClientSession], Awaitable[T]]) -> T:
+        """Send one request on the live session, bounded by the call timeout.
+
+        ``UpstreamUnavailable`` when there is no session or it breaks, ``UpstreamTimeout`` when the
+        answer does not come in time; the upstream's own JSON-RPC errors are ``MCPError``, unchanged.
+        """
         session = self._session
         if session is None:
             raise UpstreamUnavailable(self._down_message())
         try:
             # Belt and braces: the SDK's own timeout starts only once the request is written.
             with anyio.fail_after(self.call_timeout_s + 1.0):
-                return await session.call_tool(tool, args, read_timeout_seconds=self.call_timeout_s)
+                return await send(session)
         except MCPError as e:
             if e.code == types.CONNECTION_CLOSED:
                 raise UpstreamUnavailable(f"the connection to upstream {self.name!r} closed during the call "
@@ -229,7 +270,9 @@ class Upstream:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(relay)
-                async with ClientSession(relay_receive, write, message_handler=self._on_message) as session:
+                async with ClientSession(relay_receive, write, message_handler=self._on_message,
+                                         sampling_callback=self._on_sampling, elicitation_callback=self._on_elicitation,
+                                         logging_callback=self._on_log) as session:
                     with anyio.fail_after(self.start_timeout_s):
                         await session.initialize()
                     yield session, closed
@@ -248,6 +291,26 @@ class Upstream:
             self.request_refresh()
         elif isinstance(message, Exception):
             log.warning("upstream %s sent something unreadable: %s", self.name, describe(message, 0))
+        elif isinstance(message, types.LoggingMessageNotification):
+            pass  # delivered by _on_log
+        elif self.relay is not None:
+            await self.relay.notification(self.name, message)
+
+    async def _on_sampling(self, context: ClientRequestContext,
+                           params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
+        if self.relay is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="no agent session to ask")
+        return await self.relay.sampling(self.name, params)
+
+    async def _on_elicitation(self, context: ClientRequestContext,
+                              params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        if self.relay is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="no agent session to ask")
+        return await self.relay.elicitation(self.name, params)
+
+    async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.relay is not None:
+            await self.relay.log(self.name, params)
 
     async def _list_tools(self, session: ClientSession) -> bool:
         """Replace ``tools`` with the upstream's current list (every page); True if any definition changed."""
@@ -278,7 +341,8 @@ class UpstreamManager:
 
     def __init__(self, config: GatewayConfig,
                  on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.upstreams = {name: Upstream(name, up, config.gateway, on_tools_changed)
+        self.router = Router()  # the agent sessions the upstreams' own messages go to
+        self.upstreams = {name: Upstream(name, up, config.gateway, on_tools_changed, self.router)
                           for name, up in config.upstreams.items()}
 
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -302,8 +366,28 @@ class UpstreamManager:
         server, sep, _ = exposed_name.partition(SEPARATOR)
         return self.upstreams.get(server) if sep else None
 
-    async def call(self, entry: UpstreamTool, args: dict[str, Any]) -> types.CallToolResult:
-        return await self.upstreams[entry.server].call(entry.tool.name, args)
+    async def call(self, entry: UpstreamTool, args: dict[str, Any],
+                   progress: ProgressFnT | None = None) -> types.CallToolResult:
+        return await self.upstreams[entry.server].call(entry.tool.name, args, progress)
+
+    async def unsubscribe(self, server: str, uri: str) -> None:
+        """Stop ``server``'s updates of ``uri`` (nobody is subscribed any more); a failure is only logged."""
+        upstream = self.upstreams.get(server)
+        if upstream is None or upstream.capabilities is None:
+            return
+        try:
+            await upstream.request(lambda s: s.unsubscribe_resource(uri))
+        except (WritError, MCPError) as e:
+            log.info("upstream %s: resources/unsubscribe %s failed: %s", server, uri, describe(e, 0))
+
+    def ready(self, capability: str) -> list[Upstream]:
+        """The connected upstreams that declared ``capability`` (``resources``, ``prompts``, ``logging``, ...)."""
+        out = []
+        for upstream in self.upstreams.values():
+            caps = upstream.capabilities
+            if caps is not None and getattr(caps, capability, None) is not None:
+                out.append(upstream)
+        return out
 
     def refresh(self, server: str | None = None) -> None:
         """Ask one upstream (or all) to list their tools again."""

@@ -1,0 +1,191 @@
+"""Everything but tools: how the gateway names upstream resources and prompts, and which agent session
+an upstream's own messages (sampling, elicitation, log messages, resource updates) belong to.
+
+Names. Prompts are exposed like tools, ``<server>__<prompt>``. Resource URIs (and templates) are
+exposed as ``writ://<server>/<uri as the upstream wrote it>``: two servers may both offer
+``file:///etc/config``, and the server must be known before anything is read.
+
+    expose_uri("fs", "file:///srv/a.txt")      # 'writ://fs/file:///srv/a.txt'
+    split_uri("writ://fs/file:///srv/a.txt")   # ('fs', 'file:///srv/a.txt')
+
+Routing (ADR 0011). On stdio there is one agent session and every message goes to it. Over HTTP
+the upstreams are shared by all sessions, and an upstream's request says nothing about which
+call it belongs to (stdio has no such field on the wire). The ``Router`` therefore sends it to
+the session with a request in flight on that upstream, or, with none in flight, to the only
+session there is. When two sessions have requests in flight on that upstream (or there are
+several sessions and none has), the message is not delivered to anyone: a sampling request
+is refused with an error to the upstream, a log message stays in the process log. A message
+meant for one principal is never shown to another.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import mcp_types as types
+
+from writ.engine.gateway.config import SEPARATOR
+
+if TYPE_CHECKING:
+    from mcp.server.session import ServerSession
+
+    from writ.engine.gateway.server import Gateway
+    from writ.engine.gateway.upstream import SamplingResult
+
+log = logging.getLogger(__name__)
+
+URI_PREFIX = "writ://"
+_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def expose_uri(server: str, uri: str) -> str:
+    """The URI (or URI template) an agent sees for ``uri`` of upstream ``server``."""
+    return f"{URI_PREFIX}{server}/{uri}"
+
+
+def split_uri(exposed: str) -> tuple[str, str] | None:
+    """``(server, upstream uri)`` of an exposed URI; None when it is not one of Writ's."""
+    if not exposed.startswith(URI_PREFIX):
+        return None
+    server, sep, uri = exposed[len(URI_PREFIX):].partition("/")
+    if not sep or not uri or not _SERVER.match(server) or SEPARATOR in server:
+        return None
+    return server, uri
+
+
+def split_name(exposed: str) -> tuple[str, str] | None:
+    """``(server, name)`` of an exposed prompt name ``<server>__<name>``; None when it has no server part."""
+    server, sep, name = exposed.partition(SEPARATOR)
+    return (server, name) if sep and server and name else None
+
+
+@dataclass(frozen=True, eq=False)
+class Exchange:
+    """An agent's request being served by an upstream: where that upstream's own messages go meanwhile."""
+
+    gateway: Gateway
+    session: ServerSession | None
+    request_id: Any  # the agent's JSON-RPC request id: HTTP replies travel on that request's stream
+
+
+class Router:
+    """The agent sessions of one gateway process, what each has in flight, and what each subscribed to."""
+
+    def __init__(self) -> None:
+        self.gateways: list[Gateway] = []
+        self._inflight: dict[str, list[Exchange]] = {}
+        self.subscriptions: dict[tuple[str, str], list[Gateway]] = {}
+
+    def attach(self, gateway: Gateway) -> None:
+        if gateway not in self.gateways:
+            self.gateways.append(gateway)
+
+    def detach(self, gateway: Gateway) -> list[tuple[str, str]]:
+        """Forget a session; returns the ``(server, uri)`` subscriptions nobody holds any more."""
+        if gateway in self.gateways:
+            self.gateways.remove(gateway)
+        for exchanges in self._inflight.values():
+            exchanges[:] = [x for x in exchanges if x.gateway is not gateway]
+        orphaned = []
+        for key, holders in list(self.subscriptions.items()):
+            if gateway in holders:
+                holders.remove(gateway)
+                if not holders:
+                    del self.subscriptions[key]
+                    orphaned.append(key)
+        return orphaned
+
+    @contextmanager
+    def exchange(self, server: str, gateway: Gateway, session: ServerSession | None,
+                 request_id: Any) -> Iterator[None]:
+        """While the block runs, ``server``'s own messages may belong to this request."""
+        x = Exchange(gateway, session, request_id)
+        self._inflight.setdefault(server, []).append(x)
+        try:
+            yield
+        finally:
+            self._inflight[server].remove(x)
+
+    def target(self, server: str) -> Exchange | str:
+        """Where a message of ``server`` goes, or why it goes nowhere."""
+        inflight = self._inflight.get(server, [])
+        owners = {id(x.gateway) for x in inflight}
+        if len(owners) == 1:
+            return inflight[-1]
+        if len(owners) > 1:
+            return (f"{len(owners)} agent sessions have requests in flight on upstream {server!r}, "
+                    "so Writ cannot tell which one this is for")
+        if len(self.gateways) == 1:
+            only = self.gateways[0]
+            return Exchange(only, only.client, None)
+        if not self.gateways:
+            return "no agent session is connected"
+        return (f"{len(self.gateways)} agent sessions are connected and none has a request in flight on "
+                f"upstream {server!r}, so Writ cannot tell which one this is for")
+
+    def subscribe(self, server: str, uri: str, gateway: Gateway) -> bool:
+        """Record a subscription; True when it is the first for this resource (forward it upstream)."""
+        holders = self.subscriptions.setdefault((server, uri), [])
+        first = not holders
+        if gateway not in holders:
+            holders.append(gateway)
+        return first
+
+    def unsubscribe(self, server: str, uri: str, gateway: Gateway) -> bool:
+        """Drop a subscription; True when nobody holds this resource any more (forward it upstream)."""
+        holders = self.subscriptions.get((server, uri))
+        if not holders or gateway not in holders:
+            return False
+        holders.remove(gateway)
+        if holders:
+            return False
+        del self.subscriptions[(server, uri)]
+        return True
+
+    def subscribers(self, server: str, uri: str) -> list[Gateway]:
+        return list(self.subscriptions.get((server, uri), []))
+
+    # --- what the upstreams send of their own accord (``writ.engine.gateway.upstream.Relay``) ----
+
+    async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
+        target = self.target(server)
+        if isinstance(target, str):
+            return _undeliverable(server, "sampling/createMessage", target)
+        answer = await target.gateway.ask(server, "sampling/createMessage", params, target)
+        return cast("SamplingResult | types.ErrorData", answer)
+
+    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        target = self.target(server)
+        if isinstance(target, str):
+            return _undeliverable(server, "elicitation/create", target)
+        answer = await target.gateway.ask(server, "elicitation/create", params, target)
+        return cast("types.ElicitResult | types.ErrorData", answer)
+
+    async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
+        target = self.target(server)
+        if isinstance(target, str):
+            log.info("upstream %s log message (%s) not relayed: %s", server, params.level, target)
+            return
+        await target.gateway.relay_log(server, params, target)
+
+    async def notification(self, server: str, message: types.ServerNotification) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            for gateway in self.subscribers(server, message.params.uri):
+                await gateway.notify(lambda s: s.send_resource_updated(expose_uri(server, message.params.uri)))
+        elif isinstance(message, types.ResourceListChangedNotification):
+            for gateway in list(self.gateways):
+                await gateway.notify(lambda s: s.send_resource_list_changed())
+        elif isinstance(message, types.PromptListChangedNotification):
+            for gateway in list(self.gateways):
+                await gateway.notify(lambda s: s.send_prompt_list_changed())
+        # Progress arrives through the request's own callback; anything else is not relayed.
+
+
+def _undeliverable(server: str, method: str, why: str) -> types.ErrorData:
+    log.warning("upstream %s: %s refused: %s", server, method, why)
+    return types.ErrorData(code=types.INVALID_REQUEST, message=f"Writ did not pass {method} on to an agent: {why}")
