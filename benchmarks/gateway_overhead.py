@@ -1,12 +1,39 @@
-"""Benchmark: the same MCP client calling the same cheap read tool directly and through Writ.
+"""Benchmark: the same MCP client calling the same cheap read tool directly and through Writ, on stdio and HTTP.
 
-    python benchmarks/gateway_overhead.py [--n 300] [--warmup 30]
+    PATH=.venv/bin:$PATH python benchmarks/gateway_overhead.py [--n 300] [--warmup 30] [--sequential]
 
-Upstream: the filesystem server (npm, .mcp-servers/) on a temporary directory; tool:
-``list_allowed_directories``. The "through Writ" path is ``writ mcp`` (stdio) with the
-embedded policy engine and the SQLite audit log on: one decision, one audit entry for the
-decision and one for the result, per call. Prints one JSON document on stdout with p50/p99
-per path and the ratio; progress goes to stderr.
+Two pairs, each timed with the official ``mcp`` SDK client (``ClientSession``), one call at a
+time. The two sides of a pair have a session open each and are called in turn (direct, Writ,
+Writ, direct, ...) after ``--warmup`` untimed calls each, so that both see the same machine
+load: other work on a shared machine shifts both, not one. Each process is then idle while
+the other side's call runs, as between an agent's calls, which costs both sides a little
+against back-to-back loops (``--sequential``: all direct calls, then all through Writ):
+
+- ``stdio``: the filesystem server (npm, .mcp-servers/) on a temporary directory, tool
+  ``list_allowed_directories``, called directly over stdio and through ``writ mcp`` (stdio)
+  with that same server as its stdio upstream.
+- ``http``: the reference "everything" server (npm, .mcp-servers/) in its ``streamableHttp``
+  mode, tool ``echo`` (``{"message": "ping"}``), called directly at its ``/mcp`` and through
+  ``writ serve --config`` (the gateway at ``/mcp``, bearer token of an executor) with that same
+  server process as a URL upstream. The filesystem server speaks stdio only, so it cannot be
+  the HTTP baseline; the everything server can, and giving Writ the very process the direct
+  run calls (``url = ...`` in writ.toml) keeps the upstream, its transport and the tool
+  identical on both sides. The difference is then exactly what Writ adds: its HTTP front with
+  token check, the policy decision, the two audit appends and its own HTTP client hop to the
+  upstream. (A stdio upstream behind ``writ serve`` would swap the upstream's transport
+  between the two measurements, and the ratio would no longer isolate Writ.)
+
+Policy: the shipped policies know the filesystem server (``fs``) but not the everything
+server, whose tools would all be writes (denied to an executor without a plan). The script
+copies ``policies/`` to a temporary directory, adds ``everything.echo = "read"`` to
+``writ/tools.json`` (nothing else changes) and runs both gateways with ``WRIT_POLICY_DIR``
+pointing at the copy, so both Writ paths decide on the same policy set. Both use the
+embedded engine and the SQLite audit log in a temporary data directory: per call one
+decision, one audit entry for the decision and one for the result.
+
+Prints one JSON document on stdout (p50/p99 per path, the p50 ratio and the added p50, the
+environment); progress goes to stderr. Every process started and the temporary directory are
+removed on exit, also on failure or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,22 +42,46 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    ExitStack,
+    asynccontextmanager,
+    contextmanager,
+    suppress,
+)
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import anyio
+import mcp_types as types
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-FS_SERVER = ROOT / ".mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"
+BIN = Path(sys.executable).absolute().parent  # absolute: the writ processes run in other directories
+NPM = ROOT / ".mcp-servers/node_modules/@modelcontextprotocol"
+FS_SERVER = NPM / "server-filesystem/dist/index.js"
+EVERYTHING_SERVER = NPM / "server-everything/dist/index.js"
+POLICIES = ROOT / "policies"  # what `writ` uses when WRIT_POLICY_DIR is unset (editable install)
+HTTP_UPSTREAM = "everything"  # the upstream's name in writ.toml: tools exposed as everything__<tool>
+ECHO_ARGS = {"message": "ping"}
+START_TIMEOUT_S = 60.0
+CALL_TIMEOUT_S = 30.0
 
 
 def node() -> str:
@@ -38,27 +89,13 @@ def node() -> str:
     return str(venv_node) if venv_node.exists() else "node"
 
 
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def measure(params: StdioServerParameters, tool: str, n: int, warmup: int) -> list[float]:
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
-        call: Callable[[], Awaitable[Any]] = lambda: session.call_tool(tool, {})  # noqa: E731
-        for _ in range(warmup):
-            result = await call()
-            if result.is_error:
-                raise SystemExit(f"{tool} failed: {result.content}")
-        samples = []
-        for i in range(n):
-            start = time.perf_counter()
-            await call()
-            samples.append((time.perf_counter() - start) * 1e6)
-            if (i + 1) % 100 == 0:
-                print(f"  {i + 1}/{n}", file=sys.stderr)
-        return samples
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -66,58 +103,288 @@ def summary(samples: list[float]) -> dict[str, float]:
             "p99_us": round(percentile(samples, 0.99)), "mean_us": round(statistics.fmean(samples))}
 
 
-def setup_writ(tmp: Path, workspace: Path) -> tuple[Path, Path]:
-    """A data dir with an executor principal, and a writ.toml with the fs upstream."""
+def pair(direct: list[float], gateway: list[float], **about: Any) -> dict[str, Any]:
+    d, g = summary(direct), summary(gateway)
+    return {**about, "direct": d, "through_writ": g, "p50_ratio": round(g["p50_us"] / d["p50_us"], 2),
+            "p50_added_us": g["p50_us"] - d["p50_us"]}
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+# --- timing a pair --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a pair: how to open its session, and the tool to call there."""
+
+    session: AbstractAsyncContextManager[ClientSession]
+    tool: str
+
+
+@asynccontextmanager
+async def stdio_session(params: StdioServerParameters, errlog: Path) -> AsyncIterator[ClientSession]:
+    with errlog.open("a") as err:
+        async with stdio_client(params, errlog=err) as (read, write), ClientSession(read, write) as session:
+            yield session
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        yield session
+
+
+async def time_pair(direct: Side, writ: Side, args: dict[str, Any], expect: str, n: int, warmup: int,
+                    sequential: bool) -> tuple[list[float], list[float], str, str]:
+    """Open both sessions, warm both up, then time ``n`` calls on each: interleaved (direct then Writ, then
+    Writ then direct, ...) so that both sides see the same machine load, or with ``sequential`` all direct
+    calls first, back to back. Every answer must succeed and contain ``expect``. Returns (direct
+    microseconds, Writ microseconds, both negotiated protocol versions)."""
+    async with AsyncExitStack() as stack:
+        sessions = [await stack.enter_async_context(p.session) for p in (direct, writ)]
+        inits = [await s.initialize() for s in sessions]
+        tools = [direct.tool, writ.tool]
+
+        def check(side: int, result: types.CallToolResult) -> None:
+            if result.is_error or expect not in text_of(result):
+                raise RuntimeError(f"{tools[side]} did not answer as expected: {text_of(result)[:500]!r}")
+
+        async def call(side: int) -> types.CallToolResult:
+            return await sessions[side].call_tool(tools[side], args, read_timeout_seconds=CALL_TIMEOUT_S)
+
+        for _ in range(warmup):
+            for side in (0, 1):
+                check(side, await call(side))
+        samples: tuple[list[float], list[float]] = ([], [])
+        results: list[tuple[int, types.CallToolResult]] = []
+        if sequential:
+            order = [0] * n + [1] * n
+        else:
+            order = [side for i in range(n) for side in ((0, 1) if i % 2 == 0 else (1, 0))]
+        for k, side in enumerate(order):
+            start = time.perf_counter()
+            result = await call(side)
+            samples[side].append((time.perf_counter() - start) * 1e6)
+            results.append((side, result))
+            if (k + 1) % 200 == 0:
+                log(f"  {k + 1}/{2 * n} calls")
+        for side, result in results:  # checked after the clock, so the check costs no path anything
+            check(side, result)
+        return samples[0], samples[1], str(inits[0].protocol_version), str(inits[1].protocol_version)
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextmanager
+def background(name: str, command: list[str], port: int, logfile: Path, *, env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running, once it listens on 127.0.0.1:port, until the block ends.
+
+    It gets a process group of its own, and the whole group is stopped at the end (SIGTERM, then SIGKILL):
+    the venv's ``node`` is a Python launcher whose child is the real Node process, which a plain
+    ``terminate()`` of the launcher would leave running."""
+    with logfile.open("ab") as out:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=cwd, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    problem = f"{name} did not start (exit {proc.poll()}); its log:\n{tail(logfile)}"
+                    raise RuntimeError(problem) from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM to the process group led by ``proc`` (its pid is the group id), SIGKILL to what is left."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # the leader may be gone before its children
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def writ_cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([str(BIN / "writ"), *args], check=False, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"writ {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
+    return done.stdout
+
+
+# --- set-up --------------------------------------------------------------------------------------
+
+
+def toml_str(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string for paths and URLs
+
+
+def bench_policies(tmp: Path) -> Path:
+    """A copy of the shipped policies whose tools.json also classifies the everything server's echo as a read."""
+    target = tmp / "policies"
+    shutil.copytree(POLICIES, target, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    tools_file = target / "writ" / "tools.json"
+    tools = json.loads(tools_file.read_text())
+    tools["servers"][HTTP_UPSTREAM] = {
+        "description": "@modelcontextprotocol/server-everything (npm): benchmark upstream (gateway_overhead.py)",
+        "trust_annotations": False,
+        "tools": {"echo": "read"},
+    }
+    tools_file.write_text(json.dumps(tools, indent=2) + "\n")
+    return target
+
+
+def setup_writ(tmp: Path, workspace: Path, upstream_url: str) -> tuple[Path, Path, Path, dict[str, str], str]:
+    """A data dir with an executor principal and its token; writ.toml files (stdio: fs; HTTP: the everything
+    server by URL) outside the data dir; the environment the writ commands run with.
+    Returns (data dir, stdio config, HTTP config, env, token)."""
     data = tmp / "writ-home"
-    writ = str(BIN / "writ")
-    env = {**os.environ, "WRIT_HOME": str(data)}
-    subprocess.run([writ, "principals", "add", "bench-bot", "--role", "executor"], env=env, check=True,
-                   capture_output=True)
-    (tmp / "etc").mkdir()
-    config = tmp / "etc" / "writ.toml"  # not beside the data dir: an upstream's cwd must not contain it
-    config.write_text(
-        f'[upstreams.fs]\ncommand = {json.dumps(node())}\nargs = [{json.dumps(str(FS_SERVER))}, '
-        f'{json.dumps(str(workspace))}]\n'
-    )
-    return data, config
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           "WRIT_POLICY_DIR": str(bench_policies(tmp))}
+    env.pop("WRIT_HOME", None)
+    writ_cli("principals", "add", "bench-bot", "--role", "executor", "--data-dir", str(data), env=env)
+    token = writ_cli("tokens", "new", "--principal", "bench-bot", "--data-dir", str(data), env=env)
+    token = token.strip().splitlines()[-1]
+    etc = tmp / "etc"  # not beside the data dir: an upstream's roots must not contain it
+    etc.mkdir()
+    stdio_config = etc / "writ-stdio.toml"
+    stdio_config.write_text(f"[upstreams.fs]\ncommand = {toml_str(node())}\n"
+                            f"args = [{toml_str(FS_SERVER)}, {toml_str(workspace)}]\n")
+    http_config = etc / "writ-http.toml"
+    http_config.write_text(f"[upstreams.{HTTP_UPSTREAM}]\nurl = {toml_str(upstream_url)}\n")
+    return data, stdio_config, http_config, env, token
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks: processes and temp dir go
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300, help="timed calls per path")
-    parser.add_argument("--warmup", type=int, default=30, help="untimed calls first")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed calls first, per path")
+    parser.add_argument("--sequential", action="store_true",
+                        help="time all direct calls, then all calls through Writ (default: alternate them)")
     args = parser.parse_args()
-    if not FS_SERVER.exists():
-        raise SystemExit(f"{FS_SERVER} is missing: run `make test` (or npm ci --prefix .mcp-servers) first")
-    with tempfile.TemporaryDirectory() as d:
+    if args.n < 1 or args.warmup < 0:
+        parser.error("--n must be at least 1 and --warmup at least 0")
+    for server in (FS_SERVER, EVERYTHING_SERVER):
+        if not server.exists():
+            raise SystemExit(f"{server} is missing: run `make test` (or npm ci --prefix .mcp-servers) first")
+    signal.signal(signal.SIGTERM, on_sigterm)
+    load_start = round(os.getloadavg()[0], 2)
+    node_version = subprocess.run([node(), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+    with tempfile.TemporaryDirectory(prefix="writ-bench-") as d, ExitStack() as stack:
         tmp = Path(d)
         workspace = tmp / "workspace"
         workspace.mkdir()
-        data, config = setup_writ(tmp, workspace)
-        direct = StdioServerParameters(command=node(), args=[str(FS_SERVER), str(workspace)])
-        gateway = StdioServerParameters(
-            command=str(BIN / "writ"),
-            args=["mcp", "--principal", "bench-bot", "--config", str(config), "--data-dir", str(data)],
-            env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"},
-        )
-        print("direct to the filesystem server (stdio) ...", file=sys.stderr)
-        d_samples = anyio.run(measure, direct, "list_allowed_directories", args.n, args.warmup)
-        print("through writ mcp (stdio, policy + audit) ...", file=sys.stderr)
-        g_samples = anyio.run(measure, gateway, "fs__list_allowed_directories", args.n, args.warmup)
-    direct_s, gateway_s = summary(d_samples), summary(g_samples)
+        upstream_port = writ_port = free_port()
+        while writ_port == upstream_port:
+            writ_port = free_port()
+        upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
+        data, stdio_config, http_config, env, token = setup_writ(tmp, workspace, upstream_url)
+        try:
+            # stdio pair: the filesystem server directly, and as writ mcp's stdio upstream
+            direct = StdioServerParameters(command=node(), args=[str(FS_SERVER), str(workspace)])
+            gateway = StdioServerParameters(
+                command=str(BIN / "writ"),
+                args=["mcp", "--principal", "bench-bot", "--config", str(stdio_config), "--data-dir", str(data)],
+                env=env, cwd=str(stdio_config.parent),
+            )
+            listed = str(workspace.resolve())  # what list_allowed_directories answers
+            log("stdio: the filesystem server directly and through writ mcp (policy + audit) ...")
+            sd, sg, sd_proto, sg_proto = anyio.run(
+                time_pair, Side(stdio_session(direct, tmp / "fs-direct.log"), "list_allowed_directories"),
+                Side(stdio_session(gateway, tmp / "writ-mcp.log"), "fs__list_allowed_directories"),
+                {}, listed, args.n, args.warmup, args.sequential)
+
+            # HTTP pair: one everything server process, called directly and as writ serve's URL upstream
+            stack.enter_context(background(
+                "the everything server", [node(), str(EVERYTHING_SERVER), "streamableHttp"], upstream_port,
+                tmp / "everything.log", env={**os.environ, "PORT": str(upstream_port)}))
+            stack.enter_context(background(
+                "writ serve", [str(BIN / "writ"), "serve", "--port", str(writ_port), "--config", str(http_config),
+                               "--data-dir", str(data)], writ_port, tmp / "writ-serve.log",
+                env=env, cwd=http_config.parent))
+            log("http: the everything server directly and through writ serve (token, policy + audit) ...")
+            hd, hg, hd_proto, hg_proto = anyio.run(
+                time_pair, Side(http_session(upstream_url, None), "echo"),
+                Side(http_session(f"http://127.0.0.1:{writ_port}/mcp", token), f"{HTTP_UPSTREAM}__echo"),
+                ECHO_ARGS, "Echo: ping", args.n, args.warmup, args.sequential)
+        except BaseException:
+            for name in ("fs-direct.log", "writ-mcp.log", "everything.log", "writ-serve.log"):
+                if text := tail(tmp / name):
+                    log(f"--- {name} (last lines) ---\n{text}")
+            raise
+
     print(json.dumps({
         "benchmark": "gateway_overhead",
         "python": platform.python_version(),
+        "node": node_version,
+        "mcp_sdk": version("mcp"),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "upstream": "@modelcontextprotocol/server-filesystem list_allowed_directories",
-        "stdio": {
-            "direct": direct_s,
-            "through_writ": gateway_s,
-            "p50_ratio": round(gateway_s["p50_us"] / direct_s["p50_us"], 2),
-            "p50_added_us": gateway_s["p50_us"] - direct_s["p50_us"],
-        },
-        "http": "not measured yet: the gateway serves stdio only",
+        "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+        "warmup": args.warmup,
+        "order": "sequential (all direct calls, then all through Writ)" if args.sequential
+        else "interleaved (direct and through Writ alternate, one call each)",
+        "writ": "embedded engine; SQLite audit log (decision + result entries per call); shipped policies "
+                f"plus tools.json {HTTP_UPSTREAM}.echo = read",
+        "stdio": pair(
+            sd, sg,
+            upstream="@modelcontextprotocol/server-filesystem list_allowed_directories",
+            direct_path="SDK client -> stdio -> filesystem server",
+            writ_path="SDK client -> stdio -> writ mcp -> stdio -> filesystem server",
+            protocol={"direct": sd_proto, "through_writ": sg_proto},
+        ),
+        "http": pair(
+            hd, hg,
+            upstream='@modelcontextprotocol/server-everything (streamableHttp) echo {"message": "ping"}',
+            direct_path="SDK client -> streamable HTTP -> everything server /mcp",
+            writ_path="SDK client -> streamable HTTP (bearer token) -> writ serve /mcp -> streamable HTTP "
+                      "-> the same everything server process (URL upstream)",
+            protocol={"direct": hd_proto, "through_writ": hg_proto},
+        ),
     }, indent=2))
 
 
