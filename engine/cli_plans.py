@@ -609,6 +609,30 @@ def _signer(raw: bytes, verified: Plan, trust_set: TrustSet) -> str | None:
     return next(iter(dsse.accepted_keys(env, keys)), None)
 
 
+@plan.command("abort")
+@click.argument("plan_ref", metavar="PLAN")
+@click.option("--reason", required=True, help="Why: recorded in the audit log with the abort.")
+@writ_command
+def plan_abort(plan_ref: str, reason: str) -> None:
+    """Abort a plan that has not ended (e.g. the plan of a locked session): no further step of it can run.
+
+    Steps that already ran stay recorded; a plan that completed, failed, expired, was rejected
+    or aborted cannot be aborted.
+
+    \b
+    Example:
+      writ plan abort 3f2a9c --reason "executor session locked after a violation"
+    """
+    if not reason.strip():
+        raise InputError("--reason must say why the plan is aborted", code="input_invalid")
+    with _open() as w:
+        plan_id = w.plans.resolve(plan_ref)
+        before = w.plans.get(plan_id).state
+        w.plans.finish(plan_id, "aborted", reason=reason.strip())
+        ran = len(w.plans.claims(plan_id))
+    click.echo(f"plan {short_plan_id(plan_id)} aborted (was {before.value}; {ran} step(s) had been claimed)")
+
+
 # --- approve / reject ------------------------------------------------------------------------
 
 

@@ -430,6 +430,7 @@ async def _story(scene: Scene, stores: PlanStores, n: Narrator) -> tuple[str, st
 
 def _epilogue(scene: Scene, stores: PlanStores, n: Narrator, plan_a: str, plan_b: str) -> None:
     n.section("An operator reviews exec-bot's locked session and aborts plan B")
+    n.echo(f"  (what `writ plan abort {plan_b[7:19]} --reason ...` does)")
     stores.plans.finish(plan_b, "aborted", reason="the executor left the plan; session locked")
     for plan_id in (plan_a, plan_b):
         record = stores.plans.get(plan_id)

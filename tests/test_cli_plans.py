@@ -383,3 +383,30 @@ def test_help_has_an_example(name: str, command: click.Command) -> None:
     result = CliRunner().invoke(main, [*name.split(), "--help"])
     assert result.exit_code == 0 and "Example" in result.output
     assert main.get_command(click.Context(main), name.split()[0]) is not None
+
+
+def test_an_operator_aborts_a_plan_and_says_why(writ: Writ, people: dict[str, Path], settings: Settings,
+                                                tmp_path: Path) -> None:
+    from writ.attestations.audit import AuditLog
+    from writ.engine.store.db import open_store
+
+    plan_id, _ = submitted(writ, people, tmp_path)
+    out = writ("plan", "abort", plan_id[7:15], "--reason", "session locked after a violation").stdout
+    assert out.strip() == f"plan {plan_id[:19]}.. aborted (was pending; 0 step(s) had been claimed)"
+    assert "aborted" in writ("plan", "list", "--state", "aborted").stdout
+    with open_store(settings, create=False) as store:
+        moved = [e.payload for e in AuditLog(store).tail(1000) if e.payload.get("plan_id") == plan_id]
+    assert any("session locked after a violation" in json.dumps(p) for p in moved), moved
+    # An ended plan stays ended; the operator is told why nothing happened.
+    again = writ("plan", "abort", plan_id, "--reason", "twice", code=1)
+    assert again.output.startswith("error[illegal_transition]: a plan in state aborted cannot abort")
+    # An approval arriving after the abort cannot revive it.
+    writ("approve", plan_id, "--key", people["alice"], code=1)
+    assert "aborted" in writ("plan", "show", plan_id).stdout
+
+
+def test_abort_needs_a_reason(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    plan_id, _ = submitted(writ, people, tmp_path)
+    assert "Missing option '--reason'" in writ("plan", "abort", plan_id, code=2).output
+    assert "must say why" in writ("plan", "abort", plan_id, "--reason", " ", code=1).output
+    assert "pending" in writ("plan", "show", plan_id).stdout
