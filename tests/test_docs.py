@@ -71,3 +71,14 @@ def test_every_test_file_named_as_evidence_exists() -> None:
     for doc in ("SECURITY.md", "README.md", "docs/policies.md"):
         for path in re.findall(r"((?:tests|policies)/[\w/]+\.(?:py|rego))", (ROOT / doc).read_text()):
             assert (ROOT / path).exists(), f"{doc} names {path}, which does not exist"
+
+
+def test_every_audit_entry_kind_is_documented() -> None:
+    # Auditors read docs/audit.md to know what an entry means: a kind written by the code must be in it.
+    pattern = re.compile(r"(?:_audit|append|_audit_refusal)\(\s*\"([a-z_]+)\"")
+    kinds = {k for folder in ("engine", "plans", "attestations") for f in (ROOT / folder).rglob("*.py")
+             for k in pattern.findall(f.read_text())}
+    assert {"decision", "tool_result", "request_result", "session_ended", "plan_event"} <= kinds  # the scan works
+    documented = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)?", (ROOT / "docs/audit.md").read_text(), re.M))
+    names = {n for pair in documented for n in pair if n}
+    assert kinds <= names, f"not in docs/audit.md: {sorted(kinds - names)}"
