@@ -1,18 +1,27 @@
-"""The MCP gateway: Writ in front of upstream MCP servers, deciding every tool call by policy.
+"""The MCP gateway: Writ in front of upstream MCP servers, deciding every request by policy.
 
-    $ writ mcp --principal plan-bot --config writ.toml      # stdio MCP server for Claude Desktop / Code
-
-    from writ.engine.gateway.config import load_config, resolve_principal
-    from writ.engine.gateway.server import Gateway
-    gateway = Gateway(DecisionPoint.from_settings(settings), config, resolve_principal(config, "plan-bot"))
-    anyio.run(gateway.serve_stdio)
+    $ writ mcp --principal exec-bot --config writ.toml      # stdio, for Claude Desktop / Code
+    $ writ serve --config writ.toml                         # streamable HTTP at /mcp, bearer tokens
 
 Modules:
 
-- ``config``: ``writ.toml`` (upstreams, timeouts, principals) -> ``GatewayConfig``; ``GatewayConfigError``
-  names the file and the key.
+- ``config``: ``writ.toml`` (upstreams, timeouts) -> ``GatewayConfig``; ``GatewayConfigError`` names the
+  file and the key. Principals and roles live in the trust store (``governance.resolve_principal``).
 - ``upstream``: one supervised client session per upstream, its tools and their definition digests
   (``definition_digest``), ``UpstreamUnavailable`` / ``UpstreamTimeout``.
-- ``server``: the MCP server (``Gateway``): ``tools/list`` namespaced as ``<server>__<tool>``,
-  ``tools/call`` decided, forwarded, and audited.
+- ``server``: the MCP server (``Gateway``, one per agent session): tools as ``<server>__<tool>``,
+  decided, forwarded (a write only as a claimed plan step) and audited; prompts, resources,
+  completions and logging passed through the same way.
+- ``passthrough``: names of prompts and resources (``writ://<server>/<uri>``), and which agent session
+  an upstream's own requests and notifications go to (``Router``).
+- ``governance``: Writ's plan tools (``writ__writ_plan_*``); ``http``: the HTTP transport and its
+  tokens (``tokens``); ``exposure``: the check that no upstream can reach the data directory.
 """
+
+import warnings
+
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+# Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
+# gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"writ\.engine\.gateway(\.|$)")

@@ -27,7 +27,6 @@ import json
 import logging
 import time
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
 
@@ -137,14 +136,6 @@ def build_server(gateway_of: Callable[[ServerRequestContext[Any, Any]], Gateway]
             return await getattr(gateway_of(ctx), method)(ctx, params)
         return handler
 
-    # Logging and resources/subscribe are deprecated as of protocol 2026-07-28, but clients on the
-    # 2025-11-25 handshake (every one that keeps a session, which the gateway needs) still use them.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MCPDeprecationWarning)
-        return _writ_server(ver, route)
-
-
-def _writ_server(ver: str, route: Callable[[str], Any]) -> WritServer:
     return WritServer(
         "writ", version=ver, instructions=INSTRUCTIONS,
         on_list_tools=route("list_tools"), on_call_tool=route("call_tool"),
