@@ -289,3 +289,45 @@ args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
 command = {toml_str(node)}
 args = {toml_list([str(FS_SERVER), str(files)])}""")
     return repo, files, config
+
+
+def issue_token(data_dir: Path, principal: str) -> str:
+    """A new bearer token for ``principal``, through `writ tokens new`."""
+    from click.testing import CliRunner
+
+    from writ.engine.cli import main
+
+    result = CliRunner().invoke(main, ["tokens", "new", "--principal", principal, "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def audit_entries(data_dir: Path) -> list[Any]:
+    """Every entry of ``data_dir``'s audit log, oldest first."""
+    from writ.attestations.audit import AuditLog
+    from writ.engine.settings import Settings
+    from writ.engine.store.db import open_store
+
+    with open_store(Settings(home=data_dir), create=False) as store:
+        return AuditLog(store).tail(100_000)
+
+
+@contextmanager
+def serve_gateway(config: Path, data_dir: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`writ serve --config` as a subprocess (cwd: the config's directory): the URL of its /mcp."""
+    port = free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from writ.engine.cli import main; main()", "serve", "--port", str(port),
+             "--config", str(config), "--data-dir", str(data_dir)],
+            cwd=config.parent, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_port(port, proc, 60, f"writ serve did not start; see {log}")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

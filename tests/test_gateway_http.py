@@ -5,8 +5,6 @@ tokens issued with `writ tokens new`, and the official SDK client (`streamable_h
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -18,12 +16,13 @@ from _gateway import (
     REQUEST_TIMEOUT_S,
     STANDARD_PRINCIPALS,
     GatewayClient,
-    free_port,
+    audit_entries,
+    issue_token,
     reason_codes,
     register,
     require_upstreams,
+    serve_gateway,
     text_of,
-    wait_for_port,
     write_two_upstream_config,
 )
 from anyio.from_thread import start_blocking_portal
@@ -56,7 +55,7 @@ def writ(*args: str) -> str:
 
 
 def new_token(env: Env, principal: str) -> str:
-    return writ("tokens", "new", "--principal", principal, "--data-dir", str(env.data_dir)).strip().splitlines()[-1]
+    return issue_token(env.data_dir, principal)
 
 
 @pytest.fixture(scope="module")
@@ -64,26 +63,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     node = require_upstreams()
     root = tmp_path_factory.mktemp("http")
     repo, files, config = write_two_upstream_config(root, node)
-    config_dir = config.parent
     data_dir = root / "writ-home"
     register(data_dir, STANDARD_PRINCIPALS)
-    port = free_port()
     log = root / "serve.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from writ.engine.cli import main; main()", "serve", "--port", str(port),
-             "--config", str(config), "--data-dir", str(data_dir)],
-            cwd=config_dir, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, 60, f"writ serve did not start; see {log}")
-        yield Env(repo, files, data_dir, f"http://127.0.0.1:{port}/mcp", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_gateway(config, data_dir, log) as url:
+        yield Env(repo, files, data_dir, url, log)
 
 
 @contextmanager
@@ -215,12 +199,7 @@ def test_the_agent_token_reaches_neither_the_audit_log_nor_the_upstreams(env: En
 
 
 def test_session_started_is_audited_with_the_principal(env: Env) -> None:
-    from writ.attestations.audit import AuditLog
-    from writ.engine.settings import Settings
-    from writ.engine.store.db import open_store
-
-    with open_store(Settings(home=env.data_dir), create=False) as store:
-        entries = AuditLog(store).tail(10_000)
+    entries = audit_entries(env.data_dir)
     started = [e.payload for e in entries if e.kind == "session_started"]
     assert started and {s["principal"] for s in started} >= {"plan-bot", "exec-bot"}
     assert all(s["transport"] == "http" for s in started)
@@ -228,13 +207,8 @@ def test_session_started_is_audited_with_the_principal(env: Env) -> None:
 
 
 def test_one_gateway_session_per_mcp_session(env: Env) -> None:
-    from writ.attestations.audit import AuditLog
-    from writ.engine.settings import Settings
-    from writ.engine.store.db import open_store
-
     def started() -> int:
-        with open_store(Settings(home=env.data_dir), create=False) as store:
-            return sum(1 for e in AuditLog(store).tail(10_000) if e.kind == "session_started")
+        return sum(1 for e in audit_entries(env.data_dir) if e.kind == "session_started")
 
     before = started()
     with http_client(env, new_token(env, "plan-bot")) as planner:

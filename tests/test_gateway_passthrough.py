@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,23 +28,22 @@ import mcp_types as types
 import pytest
 from _gateway import (
     REQUEST_TIMEOUT_S,
-    free_port,
+    audit_entries,
+    issue_token,
     register,
     require_upstreams,
+    serve_gateway,
     text_of,
     toml_list,
     toml_str,
-    wait_for_port,
 )
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from click.testing import CliRunner
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from writ.engine.cli import main
 from writ.engine.settings import shipped_policy_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,7 +175,13 @@ def stdio_gateway(setup: Setup, principal: str) -> Iterator[Client]:
                 await session.initialize()
                 yield session
 
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
+    with on_portal(connect(), agent) as client:
+        yield client
+
+
+@contextmanager
+def on_portal(connect: AbstractAsyncContextManager[ClientSession], agent: Agent) -> Iterator[Client]:
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect) as session:
         yield Client(portal, session, agent)
 
 
@@ -187,17 +191,8 @@ def executor(setup: Setup) -> Iterator[Client]:
         yield client
 
 
-def audit_entries(setup: Setup) -> list[Any]:
-    from writ.attestations.audit import AuditLog
-    from writ.engine.settings import Settings
-    from writ.engine.store.db import open_store
-
-    with open_store(Settings(home=setup.data_dir), create=False) as store:
-        return AuditLog(store).tail(100_000)
-
-
 def decisions(setup: Setup, method: str) -> list[dict[str, Any]]:
-    return [e.payload for e in audit_entries(setup)
+    return [e.payload for e in audit_entries(setup.data_dir)
             if e.kind == "decision" and e.payload.get("input", {}).get("method") == method]
 
 
@@ -217,7 +212,7 @@ def test_prompts_are_listed_under_their_server_and_got_through_policy(setup: Set
     assert got and got[-1]["input"]["tool"] == {**got[-1]["input"]["tool"], "server": "everything",
                                                  "name": "args-prompt"}
     assert got[-1]["decision"]["allow"] is True
-    results = [e.payload for e in audit_entries(setup) if e.kind == "request_result"]
+    results = [e.payload for e in audit_entries(setup.data_dir) if e.kind == "request_result"]
     assert any(r["method"] == "prompts/get" and r["outcome"] == "ok" and r["result_sha256"].startswith("sha256:")
                for r in results)
 
@@ -344,36 +339,15 @@ def test_a_role_that_may_not_read_sees_no_prompts_and_is_denied_them(setup: Setu
 # --- HTTP: one upstream, several agent sessions ---------------------------------------------------
 
 
-def writ(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def serve(setup: Setup) -> Iterator[str]:
-    port = free_port()
-    log = setup.root / "serve.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from writ.engine.cli import main; main()", "serve", "--port", str(port),
-             "--config", str(setup.config), "--data-dir", str(setup.data_dir)],
-            cwd=setup.config.parent, stdout=out, stderr=subprocess.STDOUT, env=setup.env())
-    try:
-        wait_for_port(port, proc, 60, f"writ serve did not start; see {log}")
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_gateway(setup.config, setup.data_dir, setup.root / "serve.log", env=setup.env()) as url:
+        yield url
 
 
 @contextmanager
 def http_gateway(setup: Setup, url: str, principal: str) -> Iterator[Client]:
-    token = writ("tokens", "new", "--principal", principal, "--data-dir", str(setup.data_dir)).strip().splitlines()[-1]
+    token = issue_token(setup.data_dir, principal)
     agent = Agent()
 
     @asynccontextmanager
@@ -386,8 +360,8 @@ def http_gateway(setup: Setup, url: str, principal: str) -> Iterator[Client]:
             await session.initialize()
             yield session
 
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
-        yield Client(portal, session, agent)
+    with on_portal(connect(), agent) as client:
+        yield client
 
 
 def test_sampling_goes_to_the_session_whose_call_asked(setup: Setup, serve: str) -> None:
@@ -406,7 +380,7 @@ def test_sampling_goes_to_the_session_whose_call_asked(setup: Setup, serve: str)
 def test_a_session_its_client_walked_away_from_is_ended_and_audited(setup: Setup, serve: str) -> None:
     # A client that vanishes without DELETE (crashed, killed) leaves no request in flight and no
     # stream open: after session_idle_timeout_s (3 s in this config) the session is ended.
-    token = writ("tokens", "new", "--principal", "plan-bot", "--data-dir", str(setup.data_dir)).strip().splitlines()[-1]
+    token = issue_token(setup.data_dir, "plan-bot")
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
                "Authorization": f"Bearer {token}"}
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -417,11 +391,11 @@ def test_a_session_its_client_walked_away_from_is_ended_and_audited(setup: Setup
     httpx.post(serve, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers, timeout=30)
     listed = httpx.post(serve, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers, timeout=30)
     assert "everything__echo" in listed.text
-    ours = [e.payload for e in audit_entries(setup) if e.kind == "session_started"][-1]
+    ours = [e.payload for e in audit_entries(setup.data_dir) if e.kind == "session_started"][-1]
     assert ours["principal"] == "plan-bot"
     deadline = time.monotonic() + 30
     while not any(e.kind == "session_ended" and e.payload["session_id"] == ours["session_id"]
-                  for e in audit_entries(setup)):
+                  for e in audit_entries(setup.data_dir)):
         assert time.monotonic() < deadline, "the idle session was never ended"
         time.sleep(0.5)
     gone = httpx.post(serve, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=headers, timeout=30)
@@ -436,7 +410,7 @@ def test_sampling_is_refused_when_two_sessions_have_calls_in_flight(setup: Setup
                                             {"duration": 4, "steps": 2})
         first.wait_for("the long call to be in flight", lambda: any(
             e.kind == "decision" and e.payload["input"] and e.payload["input"]["principal"] == "exec-bot"
-            and e.payload["input"]["tool"]["name"] == "trigger-long-running-operation" for e in audit_entries(setup)))
+            and e.payload["input"]["tool"]["name"] == "trigger-long-running-operation" for e in audit_entries(setup.data_dir)))
         result = second.call("everything__trigger-sampling-request", {"prompt": "whose is this?", "maxTokens": 5})
         assert not busy.result(timeout=30).is_error
     assert first.agent.sampled == [] and second.agent.sampled == []

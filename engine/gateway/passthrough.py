@@ -89,8 +89,7 @@ class Router:
         """Forget a session; returns the ``(server, uri)`` subscriptions nobody holds any more."""
         if gateway in self.gateways:
             self.gateways.remove(gateway)
-        for exchanges in self._inflight.values():
-            exchanges[:] = [x for x in exchanges if x.gateway is not gateway]
+        # Its requests still in flight leave ``_inflight`` themselves, when ``exchange`` exits.
         orphaned = []
         for key, holders in list(self.subscriptions.items()):
             if gateway in holders:

@@ -64,6 +64,7 @@ from writ.engine.gateway.upstream import (
     UpstreamManager,
     UpstreamTool,
     UpstreamUnavailable,
+    all_pages,
     describe,
 )
 from writ.engine.pdp import DecisionPoint
@@ -317,15 +318,21 @@ class Gateway:
 
     def _decide(self, entry: UpstreamTool, args: dict[str, Any], plan: PlanContext | None) -> Decision | None:
         """Decide (and log) the call; lock the session if the decision says so. None: no input could be built."""
+        return self._decide_input(lambda: self._input(entry, args, self._session_now(), plan), entry.exposed_name)
+
+    def _decide_input(self, build: Callable[[], PolicyInput], what: str) -> Decision | None:
         try:
-            inp = self._input(entry, args, Session(id=self.session.id, locked=self.session.locked), plan)
+            inp = build()
         except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
-            log.warning("cannot build the policy input for %s: %s", entry.exposed_name, e)
+            log.warning("cannot build the policy input for %s: %s", what, e)
             return None
         decision = self.pdp.decide(inp)
         if decision.has_obligation("lock_session"):
             self.session.locked = True
         return decision
+
+    def _session_now(self) -> Session:
+        return Session(id=self.session.id, locked=self.session.locked)
 
     def _unfulfilled(self, decision: Decision, entry: UpstreamTool, unmet: list[str]) -> types.CallToolResult:
         message = f"the policy allowed the call on obligations the gateway cannot meet: {', '.join(unmet)}"
@@ -464,25 +471,37 @@ class Gateway:
             self._record(decision, entry, outcome, duration_us, result_sha256=sha, error=error, step=step)
             self._step_done(step, outcome, sha)
 
+        result = await self._upstream(entry.server, ctx, lambda: self.upstreams.call(entry, args, self._progress(ctx)),
+                                      done, "the call")
+        if isinstance(result, _Failed):
+            return error_result(result.code, result.message, decision)
+        done("tool_error" if result.is_error else "ok", result)
+        return result
+
+    async def _upstream(self, server: str, ctx: ServerRequestContext[Any, Any] | None,
+                        call: Callable[[], Awaitable[R]], done: Callable[..., None], what: str) -> R | _Failed:
+        """Run ``call`` as this session's request on ``server``; ``done(outcome, error=...)`` records a failure.
+
+        The upstream's own JSON-RPC errors (recorded as ``upstream_error``) and cancellation propagate;
+        any other failure is recorded and returned as ``_Failed``, never a traceback to the agent.
+        """
         try:
-            with self._exchange(entry.server, ctx):
-                result = await self.upstreams.call(entry, args, self._progress(ctx))
-        except MCPError as e:  # the upstream's own JSON-RPC error: passed on unchanged
+            with self._exchange(server, ctx):
+                return await call()
+        except MCPError as e:
             done("upstream_error", error={"code": e.code, "message": e.message[:500]})
             raise
         except WritError as e:  # upstream_unavailable, upstream_timeout
             done(e.code, error={"message": e.message})
-            return error_result(e.code, e.message, decision)
+            return _Failed(e.code, e.message)
         except anyio.get_cancelled_exc_class():
             done("cancelled")
             raise
         except Exception as e:  # never a traceback to the agent: logged here and in the audit log
-            log.exception("forwarding %s failed", entry.exposed_name)
+            log.exception("forwarding %s to %s failed", what, server)
             done("gateway_error", error={"message": f"{type(e).__name__}: {e}"[:500]})
-            return error_result("gateway_error", f"forwarding the call failed ({type(e).__name__}); "
-                                "it may or may not have reached the server", decision)
-        done("tool_error" if result.is_error else "ok", result)
-        return result
+            return _Failed("gateway_error", f"forwarding {what} failed ({type(e).__name__}); "
+                           "it may or may not have reached the server")
 
     def _input(self, entry: UpstreamTool, args: dict[str, Any], session: Session,
                plan: PlanContext | None = None) -> PolicyInput:
@@ -491,12 +510,14 @@ class Gateway:
             read_only=hints.read_only_hint, destructive=hints.destructive_hint,
             idempotent=hints.idempotent_hint, open_world=hints.open_world_hint,
         ) if hints else ToolAnnotations()
+        tool = Tool(server=entry.server, name=entry.tool.name, annotations=annotations, definition_digest=entry.digest)
+        return self._policy_input("tools/call", tool, args, session, plan)
+
+    def _policy_input(self, method: Method, tool: Tool, args: dict[str, Any], session: Session,
+                      plan: PlanContext | None) -> PolicyInput:
         return PolicyInput(
             principal=self.principal.name, role=self.principal.role, groups=list(self.principal.groups),
-            session=session,
-            tool=Tool(server=entry.server, name=entry.tool.name, annotations=annotations,
-                      definition_digest=entry.digest),
-            args=args, plan=plan, now=datetime.now(UTC),
+            session=session, method=method, tool=tool, args=args, plan=plan, now=datetime.now(UTC),
         )
 
     # --- resources, prompts, completions, logging: passed through, reads decided by policy ----
@@ -691,31 +712,17 @@ class Gateway:
     async def _gather(self, upstream: Upstream, what: str, fetch: Callable[[ClientSession, Any], Awaitable[Any]],
                       items: Callable[[Any], list[R]]) -> list[R]:
         """Every page of one upstream's list; an upstream that fails is left out (and logged), not fatal."""
-        out: list[R] = []
-        cursor: str | None = None
         try:
-            for _ in range(1000):  # a server that pages forever is cut off, not followed
-                page = await upstream.request(_page(fetch, cursor))
-                out.extend(items(page))
-                cursor = page.next_cursor
-                if not cursor:
-                    break
+            return await all_pages(lambda params: upstream.request(lambda s: fetch(s, params)), items)
         except (WritError, MCPError) as e:
             log.warning("upstream %s: listing %s failed: %s", upstream.name, what, describe(e, 0))
-        return out
-
-    def _request_input(self, method: Method, server: str, name: str, args: dict[str, Any],
-                       plan: PlanContext | None) -> PolicyInput:
-        return PolicyInput(
-            principal=self.principal.name, role=self.principal.role, groups=list(self.principal.groups),
-            session=Session(id=self.session.id, locked=self.session.locked), method=method,
-            tool=Tool(server=server, name=name), args=args, plan=plan, now=datetime.now(UTC),
-        )
+            return []
 
     def _may(self, method: Method, server: str, name: str) -> bool:
         """A listing hint (the engine alone, not logged), like ``_visible`` for tools."""
         try:
-            dry = self.pdp.engine.decide(self._request_input(method, server, name, {}, None))
+            dry = self.pdp.engine.decide(self._policy_input(method, Tool(server=server, name=name), {},
+                                                            self._session_now(), None))
         except Exception:  # noqa: BLE001 - e.g. an empty name: listed, and decided when used
             return True
         return dry.allow or not dry.reasons or not set(dry.reason_codes) <= HIDDEN_WHEN_ONLY
@@ -724,18 +731,14 @@ class Gateway:
         """Decide (and log) a request that is not a tool call; a denial is a JSON-RPC error naming the reason."""
         try:
             plan = self._bound_context()
-            inp = self._request_input(method, server, name, args, plan)
         except WritError as e:
-            decision = self.pdp.refuse_input(InputError(
+            decided: Decision | None = self.pdp.refuse_input(InputError(
                 f"{method} of {server}: the plan bound to this session cannot be read: {e.message}", code=e.code))
-        except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
-            decision = self.pdp.refuse_input(InputError(
-                f"{method} of {server} could not be turned into a policy input ({type(e).__name__})",
-                code="gateway_error"))
         else:
-            decision = self.pdp.decide(inp)
-        if decision.has_obligation("lock_session"):
-            self.session.locked = True
+            decided = self._decide_input(lambda: self._policy_input(
+                method, Tool(server=server, name=name), args, self._session_now(), plan), f"{method} of {server}")
+        decision = decided or self.pdp.refuse_input(InputError(
+            f"{method} of {server} could not be turned into a policy input", code="gateway_error"))
         if not decision.allow:
             raise MCPError(types.INVALID_REQUEST, deny_text(decision), data=decision_meta(decision))
         unmet = sorted({o.code for o in decision.obligations} - {"lock_session"})
@@ -754,28 +757,15 @@ class Gateway:
         decision = self._require(method, server, name, args)
         upstream = self.upstreams.upstreams[server]
         start = time.perf_counter_ns()
-        try:
-            with self._exchange(server, ctx):
-                result = await upstream.request(send)
-        except MCPError as e:  # the upstream's own JSON-RPC error: passed on unchanged
-            self._record_request(decision, method, server, name, "upstream_error", start,
-                                 error={"code": e.code, "message": e.message[:500]})
-            raise
-        except WritError as e:  # upstream_unavailable, upstream_timeout
-            self._record_request(decision, method, server, name, e.code, start, error={"message": e.message})
-            raise MCPError(types.INTERNAL_ERROR, f"error [{e.code}]: {e.message}",
-                           data=decision_meta(decision, e.code)) from None
-        except anyio.get_cancelled_exc_class():
-            self._record_request(decision, method, server, name, "cancelled", start)
-            raise
-        except Exception as e:  # never a traceback to the agent
-            log.exception("%s of %s failed", method, server)
-            self._record_request(decision, method, server, name, "gateway_error", start,
-                                 error={"message": f"{type(e).__name__}: {e}"[:500]})
-            raise MCPError(types.INTERNAL_ERROR, f"error [gateway_error]: forwarding {method} failed "
-                           f"({type(e).__name__})", data=decision_meta(decision, "gateway_error")) from None
-        self._record_request(decision, method, server, name, "ok", start,
-                             result=result if isinstance(result, BaseModel) else None)
+
+        def done(outcome: str, result: BaseModel | None = None, error: dict[str, Any] | None = None) -> None:
+            self._record_request(decision, method, server, name, outcome, start, result=result, error=error)
+
+        result = await self._upstream(server, ctx, lambda: upstream.request(send), done, method)
+        if isinstance(result, _Failed):
+            raise MCPError(types.INTERNAL_ERROR, f"error [{result.code}]: {result.message}",
+                           data=decision_meta(decision, result.code))
+        done("ok", result if isinstance(result, BaseModel) else None)
         return result
 
     def _exchange(self, server: str, ctx: ServerRequestContext[Any, Any] | None) -> Any:
@@ -845,18 +835,15 @@ class Gateway:
 
     async def _tools_changed(self) -> None:
         self._audit("tools_changed", {"session_id": self.session.id, "tools": self._digests()})
-        if self.client is not None:
-            try:
-                await self.client.send_tool_list_changed()
-            except Exception as e:  # noqa: BLE001 - the client may be gone or not take notifications
-                log.info("could not tell the client the tool list changed: %s", e)
+        await self.notify(lambda client: client.send_tool_list_changed())
 
 
-def _page(fetch: Callable[[ClientSession, Any], Awaitable[Any]],
-          cursor: str | None) -> Callable[[ClientSession], Awaitable[Any]]:
-    """One page request of a paginated list (a function per page: no loop variable in a closure)."""
-    params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-    return lambda session: fetch(session, params)
+@dataclass(frozen=True)
+class _Failed:
+    """A forwarded request that failed in a way the gateway reports itself (with a reason code)."""
+
+    code: str
+    message: str
 
 
 class _Unknown(Exception):

@@ -315,18 +315,11 @@ class Upstream:
     async def _list_tools(self, session: ClientSession) -> bool:
         """Replace ``tools`` with the upstream's current list (every page); True if any definition changed."""
         listed: dict[str, UpstreamTool] = {}
-        cursor: str | None = None
-        for _ in range(1000):  # a server that pages forever is cut off, not followed
-            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-            page = await session.list_tools(params=params)
-            for tool in page.tools:
-                try:
-                    listed[tool.name] = UpstreamTool(self.name, tool, definition_digest(tool))
-                except InputError as e:  # a tool no plan could pin is not exposed at all
-                    log.warning("upstream %s: not exposing tool %r: %s", self.name, tool.name, e.message)
-            cursor = page.next_cursor
-            if not cursor:
-                break
+        for tool in await all_pages(lambda params: session.list_tools(params=params), lambda page: page.tools):
+            try:
+                listed[tool.name] = UpstreamTool(self.name, tool, definition_digest(tool))
+            except InputError as e:  # a tool no plan could pin is not exposed at all
+                log.warning("upstream %s: not exposing tool %r: %s", self.name, tool.name, e.message)
         changed = {n: t.digest for n, t in listed.items()} != {n: t.digest for n, t in self.tools.items()}
         self.tools = listed
         return changed
@@ -402,6 +395,20 @@ class UpstreamManager:
     def stop(self) -> None:
         for upstream in self.upstreams.values():
             upstream.stop()
+
+
+async def all_pages(fetch: Callable[[types.PaginatedRequestParams | None], Awaitable[Any]],
+                    items: Callable[[Any], list[T]]) -> list[T]:
+    """Every item of a paginated MCP list (``fetch`` one page, ``items`` of a page), following ``next_cursor``."""
+    out: list[T] = []
+    cursor: str | None = None
+    for _ in range(1000):  # a server that pages forever is cut off, not followed
+        page = await fetch(types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+        out.extend(items(page))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return out
 
 
 def describe(e: BaseException, timeout_s: float) -> str:
