@@ -51,6 +51,33 @@ EVERYTHING = ROOT / ".mcp-servers/node_modules/@modelcontextprotocol/server-ever
 PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "exec-2": "executor", "audit-bot": "auditor"}
 READ_TOOLS = ["echo", "trigger-sampling-request", "trigger-elicitation-request", "trigger-long-running-operation",
               "toggle-simulated-logging", "toggle-subscriber-updates"]
+# An upstream whose one tool reports what its client (Writ's upstream side) declared at initialize.
+PROBE_SERVER = """
+import json
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+
+async def list_tools(ctx, params):
+    return types.ListToolsResult(tools=[types.Tool(name="client_capabilities", input_schema={"type": "object"})])
+
+
+async def call_tool(ctx, params):
+    caps = ctx.session.client_params.capabilities.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(caps))])
+
+
+async def main():
+    server = Server("probe", on_list_tools=list_tools, on_call_tool=call_tool)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+anyio.run(main)
+"""
 NO_ELICITATION = """package writ.authz
 
 # A security team's own rule: no upstream may ask our people for input.
@@ -136,10 +163,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     tools = json.loads(tools_json.read_text())
     tools["servers"]["everything"] = {"description": "the MCP reference server", "trust_annotations": False,
                                       "tools": dict.fromkeys(READ_TOOLS, "read")}
+    tools["servers"]["probe"] = {"description": "reports its client's capabilities", "trust_annotations": False,
+                                 "tools": {"client_capabilities": "read"}}
     tools_json.write_text(json.dumps(tools, indent=2))
     (policy_dir / "writ" / "no_elicitation.rego").write_text(NO_ELICITATION)
     config_dir = root / "config"
     config_dir.mkdir()
+    probe = config_dir / "probe_server.py"
+    probe.write_text(PROBE_SERVER)
     config = config_dir / "writ.toml"
     config.write_text(f"""
 [gateway]
@@ -149,6 +180,10 @@ session_idle_timeout_s = 3
 [upstreams.everything]
 command = {toml_str(node)}
 args = {toml_list([str(EVERYTHING), "stdio"])}
+
+[upstreams.probe]
+command = {toml_str(sys.executable)}
+args = {toml_list([str(probe)])}
 """)
     data_dir = root / "writ-home"
     register(data_dir, PRINCIPALS)
@@ -321,6 +356,39 @@ def test_policy_can_refuse_an_upstream_asking_for_input(setup: Setup, executor: 
     assert denied and [r["code"] for r in denied[-1]["decision"]["reasons"]] == ["elicitation_forbidden"]
 
 
+def test_upstreams_are_offered_sampling_and_elicitation_but_never_the_agents_roots(executor: Client) -> None:
+    # Roots would let the agent's client tell an upstream what it may touch (the filesystem server
+    # replaces its allowed directories with them): that is the operator's configuration, not the agent's.
+    declared = json.loads(text_of(executor.call("probe__client_capabilities")))
+    assert "sampling" in declared and "elicitation" in declared
+    assert "roots" not in declared, declared
+
+
+def test_an_agent_client_without_sampling_is_not_asked_and_the_refusal_is_audited(setup: Setup) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "writ.engine.cli_gateway", "--principal", "exec-2", "--config", str(setup.config),
+              "--data-dir", str(setup.data_dir)],
+        cwd=str(setup.config.parent), env=setup.env())
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[ClientSession]:  # declares neither sampling nor elicitation
+        with (setup.root / "mcp-plain.log").open("a") as errlog:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
+            ):
+                await session.initialize()
+                yield session
+
+    with on_portal(connect(), Agent()) as plain:
+        result = plain.call("everything__trigger-sampling-request", {"prompt": "anyone?", "maxTokens": 5})
+    assert result.is_error and "refused [client_unsupported]" in text_of(result), text_of(result)
+    refused = [e.payload for e in audit_entries(setup.data_dir) if e.kind == "upstream_request_refused"]
+    assert any(r["code"] == "client_unsupported" and r["principal"] == "exec-2"
+               and r["method"] == "sampling/createMessage" for r in refused), refused
+
+
 # --- roles --------------------------------------------------------------------------------------
 
 
@@ -415,3 +483,5 @@ def test_sampling_is_refused_when_two_sessions_have_calls_in_flight(setup: Setup
         assert not busy.result(timeout=30).is_error
     assert first.agent.sampled == [] and second.agent.sampled == []
     assert result.is_error and "cannot tell which one" in text_of(result), text_of(result)
+    refused = [e.payload for e in audit_entries(setup.data_dir) if e.kind == "upstream_request_refused"]
+    assert any(r["code"] == "session_ambiguous" and r["method"] == "sampling/createMessage" for r in refused)

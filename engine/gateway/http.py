@@ -63,7 +63,7 @@ class HttpGateway:
         self.tokens = tokens
         self.key_file = key_file
         self.local = host in LOCAL_HOSTS
-        self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed)
+        self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed, audit=self._audit)
         self.sessions: dict[str, Gateway] = {}  # MCP session id -> its gateway
         self._owners: dict[str, str] = {}  # MCP session id -> the principal that opened it
         self.server = build_server(self._gateway)

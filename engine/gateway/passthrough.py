@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -73,10 +73,20 @@ class Exchange:
     request_id: Any  # the agent's JSON-RPC request id: HTTP replies travel on that request's stream
 
 
-class Router:
-    """The agent sessions of one gateway process, what each has in flight, and what each subscribed to."""
+@dataclass(frozen=True)
+class Nowhere:
+    """Why an upstream's message goes to no session: ``session_ambiguous`` or ``no_session``."""
 
-    def __init__(self) -> None:
+    code: str
+    message: str
+
+
+class Router:
+    """The agent sessions of one gateway process, what each has in flight, and what each subscribed to.
+    ``audit(kind, payload)`` records the upstream requests it refuses."""
+
+    def __init__(self, audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.audit = audit
         self.gateways: list[Gateway] = []
         self._inflight: dict[str, list[Exchange]] = {}
         self.subscriptions: dict[tuple[str, str], list[Gateway]] = {}
@@ -110,22 +120,22 @@ class Router:
         finally:
             self._inflight[server].remove(x)
 
-    def target(self, server: str) -> Exchange | str:
+    def target(self, server: str) -> Exchange | Nowhere:
         """Where a message of ``server`` goes, or why it goes nowhere."""
         inflight = self._inflight.get(server, [])
         owners = {id(x.gateway) for x in inflight}
         if len(owners) == 1:
             return inflight[-1]
         if len(owners) > 1:
-            return (f"{len(owners)} agent sessions have requests in flight on upstream {server!r}, "
-                    "so Writ cannot tell which one this is for")
+            return Nowhere("session_ambiguous", f"{len(owners)} agent sessions have requests in flight on "
+                           f"upstream {server!r}, so Writ cannot tell which one this is for")
         if len(self.gateways) == 1:
             only = self.gateways[0]
             return Exchange(only, only.client, None)
         if not self.gateways:
-            return "no agent session is connected"
-        return (f"{len(self.gateways)} agent sessions are connected and none has a request in flight on "
-                f"upstream {server!r}, so Writ cannot tell which one this is for")
+            return Nowhere("no_session", "no agent session is connected")
+        return Nowhere("session_ambiguous", f"{len(self.gateways)} agent sessions are connected and none has a "
+                       f"request in flight on upstream {server!r}, so Writ cannot tell which one this is for")
 
     def subscribe(self, server: str, uri: str, gateway: Gateway) -> bool:
         """Record a subscription; True when it is the first for this resource (forward it upstream)."""
@@ -153,22 +163,22 @@ class Router:
 
     async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
         target = self.target(server)
-        if isinstance(target, str):
-            return _undeliverable(server, "sampling/createMessage", target)
+        if isinstance(target, Nowhere):
+            return self.refuse(server, "sampling/createMessage", target.code, target.message)
         answer = await target.gateway.ask(server, "sampling/createMessage", params, target)
         return cast("SamplingResult | types.ErrorData", answer)
 
     async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
         target = self.target(server)
-        if isinstance(target, str):
-            return _undeliverable(server, "elicitation/create", target)
+        if isinstance(target, Nowhere):
+            return self.refuse(server, "elicitation/create", target.code, target.message)
         answer = await target.gateway.ask(server, "elicitation/create", params, target)
         return cast("types.ElicitResult | types.ErrorData", answer)
 
     async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
         target = self.target(server)
-        if isinstance(target, str):
-            log.info("upstream %s log message (%s) not relayed: %s", server, params.level, target)
+        if isinstance(target, Nowhere):
+            log.info("upstream %s log message (%s) not relayed: %s", server, params.level, target.message)
             return
         await target.gateway.relay_log(server, params, target)
 
@@ -184,7 +194,11 @@ class Router:
                 await gateway.notify(lambda s: s.send_prompt_list_changed())
         # Progress arrives through the request's own callback; anything else is not relayed.
 
-
-def _undeliverable(server: str, method: str, why: str) -> types.ErrorData:
-    log.warning("upstream %s: %s refused: %s", server, method, why)
-    return types.ErrorData(code=types.INVALID_REQUEST, message=f"Writ did not pass {method} on to an agent: {why}")
+    def refuse(self, server: str, method: str, code: str, why: str, **where: Any) -> types.ErrorData:
+        """An upstream's request that reaches no agent: logged, audited, answered with its reason code."""
+        log.warning("upstream %s: %s refused (%s): %s", server, method, code, why)
+        if self.audit is not None:
+            self.audit("upstream_request_refused", {"server": server, "method": method, "code": code,
+                                                    "message": why, **where})
+        return types.ErrorData(code=types.INVALID_REQUEST,
+                               message=f"refused [{code}]: Writ did not pass {method} on to an agent: {why}")

@@ -177,7 +177,8 @@ class Gateway:
         self.principal = principal
         self.stores = stores
         # Shared (``upstreams``) by the sessions of the HTTP transport, which starts and stops it; else our own.
-        self.upstreams = upstreams or UpstreamManager(config, on_tools_changed=self._tools_changed)
+        self.upstreams = upstreams or UpstreamManager(config, on_tools_changed=self._tools_changed,
+                                                      audit=self._audit)
         self.session = SessionState(session_id or f"s-{uuid.uuid4().hex}")
         self.governance = Governance(
             stores, principal, self.upstreams, relist=self._relist, is_write=self._is_write, audit=self._audit,
@@ -639,8 +640,9 @@ class Gateway:
                       if method == "sampling/createMessage" else
                       types.ClientCapabilities(elicitation=types.ElicitationCapability()))
         if session is None or not session.check_client_capability(capability):
-            return types.ErrorData(code=types.INVALID_REQUEST,
-                                   message=f"the agent's client does not support {method}")
+            return self.upstreams.router.refuse(server, method, "client_unsupported",
+                                                f"the agent's client does not support {method}",
+                                                session_id=self.session.id, principal=self.principal.name)
         try:
             decision = self._require(method, server, method, {})
         except MCPError as e:

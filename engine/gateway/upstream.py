@@ -332,9 +332,9 @@ class Upstream:
 class UpstreamManager:
     """Every upstream of a config, and the namespaced view of their tools."""
 
-    def __init__(self, config: GatewayConfig,
-                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.router = Router()  # the agent sessions the upstreams' own messages go to
+    def __init__(self, config: GatewayConfig, on_tools_changed: Callable[[], Awaitable[None]] | None = None,
+                 audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        self.router = Router(audit)  # the agent sessions the upstreams' own messages go to
         self.upstreams = {name: Upstream(name, up, config.gateway, on_tools_changed, self.router)
                           for name, up in config.upstreams.items()}
 
