@@ -1,10 +1,10 @@
 """The audit log: an append-only, hash-chained record of every decision and plan event.
 
     from writ.attestations.audit import AuditLog
-    from writ.engine.settings import Settings
-    from writ.engine.store.db import open_store
+    from writ.engine.core.settings import Settings
+    from writ.engine.core.db import open_database
 
-    log = AuditLog(open_store(Settings()))
+    log = AuditLog(open_database(Settings()))
     entry = log.append("decision", {"decision_id": "5f0c...", "allow": False})
     print(entry.seq, entry.entry_hash)          # 42 sha256:9a1f...
     report = log.verify(expected_head=checkpoint)
@@ -37,9 +37,9 @@ import rfc8785
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from writ.engine.errors import AuditError, VerificationError
-from writ.engine.store.db import Store, describe_db_error
-from writ.engine.store.tables import GENESIS_HASH, AuditLogRow
+from writ.engine.core.db import Database, describe_db_error
+from writ.engine.core.errors import AuditError, VerificationError
+from writ.engine.core.tables import GENESIS_HASH, AuditLogRow
 
 __all__ = [
     "GENESIS_HASH",
@@ -110,11 +110,11 @@ def _parse_int(digits: str) -> int | float:
 
 
 class AuditLog:
-    """The audit log in a ``Store``. Safe to share between threads and processes."""
+    """The audit log in a ``Database``. Safe to share between threads and processes."""
 
     def __init__(
         self,
-        store: Store,
+        store: Database,
         *,
         max_attempts: int = 100,
         timeout_s: float = 30.0,

@@ -7,7 +7,7 @@ a plan, governance tools):
 
 - ``embedded``: ``EmbeddedEngine.decide`` (regorus in process, engine reused);
 - ``opa_sidecar_http``: ``OpaSidecarEngine.decide`` -> HTTP on loopback -> the OPA REST
-  server of ``tests/opa_rest_server.py`` (OPA's Go engine) in a subprocess;
+  server of ``tests/support/opa_rest_server.py`` (OPA's Go engine) in a subprocess;
 - ``opa_in_process``: the same Go engine called directly (``opa_bindings``), without
   Writ's checks or HTTP, as a reference point.
 
@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import opa_bindings
-from opa_rest_server import spawn
+from support.opa_rest_server import spawn
 
+from writ.engine.core.settings import Limits, shipped_policy_dir
 from writ.engine.policy.base import DECISION_PATH, canonical_input_json
 from writ.engine.policy.bundle import write_bundle
 from writ.engine.policy.embedded import EmbeddedEngine
 from writ.engine.policy.models import PolicyInput
 from writ.engine.policy.sidecar import OpaSidecarEngine
-from writ.engine.settings import Limits, shipped_policy_dir
 
 NOW = datetime.now(UTC)
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         "notes": {
             "embedded": "EmbeddedEngine.decide: bounds, regorus evaluation, result validation (one thread, engine reused)",
             "opa_sidecar_http": "OpaSidecarEngine.decide -> POST /v1/data/writ/authz/decision?provenance=True "
-                                "-> tests/opa_rest_server.py (OPA Go engine) over loopback keep-alive HTTP",
+                                "-> tests/support/opa_rest_server.py (OPA Go engine) over loopback keep-alive HTTP",
             "opa_in_process": "opa_bindings.OpaEngine.eval_document only: no Writ checks, no HTTP (reference)",
         },
     }

@@ -3,6 +3,6 @@
 Entry points:
 
 - ``writ.engine.policy``: ``EmbeddedEngine`` / ``OpaSidecarEngine`` and the ``Decision`` model.
-- ``writ.engine.pdp.DecisionPoint``: bounds the input, decides, appends to the audit log, fails closed.
-- ``writ.engine.cli``: the ``writ`` command.
+- ``writ.engine.policy.pdp.DecisionPoint``: bounds the input, decides, appends to the audit log, fails closed.
+- ``writ.engine.cli.main``: the ``writ`` command.
 """

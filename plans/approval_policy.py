@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from writ.engine.errors import ApprovalPolicyError, InputError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ApprovalPolicyError, InputError, WritError
 from writ.plans import dsse
 from writ.plans.keys import PublicKey
 from writ.plans.models import Plan, PlanLimits
@@ -72,7 +73,7 @@ class PolicyEvaluator(Protocol):
 
 def _iso(t: datetime) -> str:
     if t.tzinfo is None:
-        raise InputError("'now' must be a timezone-aware datetime", code="input_invalid")
+        raise InputError("'now' must be a timezone-aware datetime", code=reasons.INPUT_INVALID)
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

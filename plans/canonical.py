@@ -22,7 +22,8 @@ from typing import Any
 
 import rfc8785
 
-from writ.engine.errors import InputError
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError
 
 SAFE_INT = 2**53 - 1
 DEFAULT_MAX_DEPTH = 64
@@ -33,7 +34,7 @@ def canonical_bytes(obj: Any) -> bytes:
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, UnicodeEncodeError, TypeError, RecursionError) as e:
-        raise InputError(f"value has no canonical JSON form: {e}", code="not_canonicalizable") from None
+        raise InputError(f"value has no canonical JSON form: {e}", code=reasons.NOT_CANONICALIZABLE) from None
 
 
 def sha256_digest(data: bytes) -> str:
@@ -50,7 +51,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise InputError(f"duplicate JSON object key {key!r}", code="json_duplicate_key")
+            raise InputError(f"duplicate JSON object key {key!r}", code=reasons.JSON_DUPLICATE_KEY)
         out[key] = value
     return out
 
@@ -67,12 +68,12 @@ def _parse_int(text: str) -> int | float:
     raise InputError(
         f"integer {text[:40]} is beyond +/-(2**53 - 1) and is not the canonical form of a double; "
         "JSON parsers would read different numbers",
-        code="json_invalid_number",
+        code=reasons.JSON_INVALID_NUMBER,
     )
 
 
 def _refuse_constant(name: str) -> Any:
-    raise InputError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)", code="json_invalid_number")
+    raise InputError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)", code=reasons.JSON_INVALID_NUMBER)
 
 
 def _check_string(s: str, where: str) -> None:
@@ -81,7 +82,7 @@ def _check_string(s: str, where: str) -> None:
     except UnicodeEncodeError:
         raise InputError(
             f"{where} holds a lone surrogate (invalid Unicode, e.g. \\ud800)",
-            code="json_invalid_unicode",
+            code=reasons.JSON_INVALID_UNICODE,
         ) from None
 
 
@@ -98,16 +99,16 @@ def _check_tree(obj: Any, max_depth: int) -> None:
             if abs(node) > SAFE_INT:
                 raise InputError(
                     f"integer {node} is outside +/-(2**53 - 1), which JSON cannot carry exactly",
-                    code="json_invalid_number",
+                    code=reasons.JSON_INVALID_NUMBER,
                 )
         elif isinstance(node, float):
             if not math.isfinite(node):
-                raise InputError("a number overflows to infinity", code="json_invalid_number")
+                raise InputError("a number overflows to infinity", code=reasons.JSON_INVALID_NUMBER)
         elif isinstance(node, Mapping) or (isinstance(node, Sequence) and not isinstance(node, str)):
             if depth + 1 > max_depth:
                 raise InputError(
                     f"JSON nests deeper than {max_depth} levels of arrays and objects",
-                    code="input_too_deep",
+                    code=reasons.INPUT_TOO_DEEP,
                 )
             if isinstance(node, Mapping):
                 for key, value in node.items():
@@ -120,13 +121,13 @@ def _check_tree(obj: Any, max_depth: int) -> None:
 def parse_strict(data: bytes, *, max_bytes: int | None = None, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse signed JSON bytes, refusing anything ambiguous. Any failure is an ``InputError``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InputError(f"signed JSON must be bytes, got {type(data).__name__}", code="json_invalid")
+        raise InputError(f"signed JSON must be bytes, got {type(data).__name__}", code=reasons.JSON_INVALID)
     if max_bytes is not None and len(data) > max_bytes:
-        raise InputError(f"JSON is {len(data)} bytes, the limit is {max_bytes}", code="input_too_large")
+        raise InputError(f"JSON is {len(data)} bytes, the limit is {max_bytes}", code=reasons.INPUT_TOO_LARGE)
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"JSON is not valid UTF-8 (byte {e.start}: {e.reason})", code="json_invalid_unicode") from None
+        raise InputError(f"JSON is not valid UTF-8 (byte {e.start}: {e.reason})", code=reasons.JSON_INVALID_UNICODE) from None
     try:
         obj = json.loads(
             text,
@@ -137,8 +138,8 @@ def parse_strict(data: bytes, *, max_bytes: int | None = None, max_depth: int = 
     except InputError:
         raise
     except RecursionError:
-        raise InputError("JSON nests too deeply to parse", code="input_too_deep") from None
+        raise InputError("JSON nests too deeply to parse", code=reasons.INPUT_TOO_DEEP) from None
     except ValueError as e:  # JSONDecodeError, and int() beyond sys.get_int_max_str_digits()
-        raise InputError(f"not valid JSON: {e}", code="json_invalid") from None
+        raise InputError(f"not valid JSON: {e}", code=reasons.JSON_INVALID) from None
     _check_tree(obj, max_depth)
     return obj

@@ -28,7 +28,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from writ.engine.errors import EnvelopeError, SignatureError, VerificationError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import EnvelopeError, SignatureError, VerificationError, WritError
 from writ.plans.canonical import canonical_bytes, parse_strict
 from writ.plans.keys import PrivateKey, PublicKey, short_key_id
 
@@ -200,7 +201,7 @@ def verify(envelope: Envelope, keys: Mapping[str, PublicKey], threshold: int, *,
     Steps as in the spec: signatures present, keys given, threshold met, then the payload type.
     """
     if threshold < 1:
-        raise VerificationError(f"threshold must be at least 1, got {threshold}", code="threshold_invalid")
+        raise VerificationError(f"threshold must be at least 1, got {threshold}", code=reasons.THRESHOLD_INVALID)
     if not envelope.signatures:
         raise SignatureError("envelope has no signatures")
     if not keys:
@@ -214,6 +215,6 @@ def verify(envelope: Envelope, keys: Mapping[str, PublicKey], threshold: int, *,
     if envelope.payload_type != payload_type:
         raise VerificationError(
             f"envelope payload type is {envelope.payload_type!r}, expected {payload_type!r}",
-            code="payload_type_mismatch",
+            code=reasons.PAYLOAD_TYPE_MISMATCH,
         )
     return tuple(accepted)

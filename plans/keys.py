@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from writ.engine.errors import ConfigError, InputError, SignatureError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError, InputError, SignatureError
 from writ.plans._edwards import weak_public_key_reason
 
 PUBLIC_KEY_BYTES = 32
@@ -55,10 +56,10 @@ class PublicKey:
     def __init__(self, raw: bytes) -> None:
         if not isinstance(raw, (bytes, bytearray)) or len(raw) != PUBLIC_KEY_BYTES:
             got = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
-            raise InputError(f"an Ed25519 public key is 32 bytes, got {got}", code="key_invalid")
+            raise InputError(f"an Ed25519 public key is 32 bytes, got {got}", code=reasons.KEY_INVALID)
         reason = weak_public_key_reason(bytes(raw))
         if reason is not None:
-            raise InputError(f"refusing Ed25519 public key {bytes(raw).hex()}: {reason}", code="key_invalid")
+            raise InputError(f"refusing Ed25519 public key {bytes(raw).hex()}: {reason}", code=reasons.KEY_INVALID)
         self._raw = bytes(raw)
         self._key = Ed25519PublicKey.from_public_bytes(self._raw)
 
@@ -67,7 +68,7 @@ class PublicKey:
         try:
             raw = base64.b64decode(text.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise InputError("public key is not valid base64", code="key_invalid") from None
+            raise InputError("public key is not valid base64", code=reasons.KEY_INVALID) from None
         return cls(raw)
 
     @classmethod
@@ -76,9 +77,9 @@ class PublicKey:
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, UnsupportedAlgorithm):
-            raise InputError("public key is not a valid PEM SubjectPublicKeyInfo", code="key_invalid") from None
+            raise InputError("public key is not a valid PEM SubjectPublicKeyInfo", code=reasons.KEY_INVALID) from None
         if not isinstance(key, Ed25519PublicKey):
-            raise InputError(f"public key is {type(key).__name__}, expected Ed25519", code="key_invalid")
+            raise InputError(f"public key is {type(key).__name__}, expected Ed25519", code=reasons.KEY_INVALID)
         return cls(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
     @classmethod
@@ -90,7 +91,7 @@ class PublicKey:
             try:
                 value = bytes(value).decode("ascii")
             except UnicodeDecodeError:
-                raise InputError("public key is neither 32 raw bytes nor text", code="key_invalid") from None
+                raise InputError("public key is neither 32 raw bytes nor text", code=reasons.KEY_INVALID) from None
         text = value.strip()
         if text.startswith("-----BEGIN"):
             return cls.from_pem(text)
@@ -153,7 +154,7 @@ class PrivateKey:
     def from_seed(cls, seed: bytes) -> PrivateKey:
         """From the 32-byte RFC 8032 secret (the test vectors' ``SECRET KEY``)."""
         if len(seed) != 32:
-            raise InputError(f"an Ed25519 seed is 32 bytes, got {len(seed)}", code="key_invalid")
+            raise InputError(f"an Ed25519 seed is 32 bytes, got {len(seed)}", code=reasons.KEY_INVALID)
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
@@ -161,14 +162,14 @@ class PrivateKey:
         try:
             key = serialization.load_pem_private_key(pem, password=password)
         except TypeError as e:  # password given for an unencrypted key, or missing for an encrypted one
-            raise ConfigError(f"private key: {e}", code="key_invalid") from None
+            raise ConfigError(f"private key: {e}", code=reasons.KEY_INVALID) from None
         except (ValueError, UnsupportedAlgorithm):
             raise ConfigError(
                 "private key is not a PKCS#8 PEM Ed25519 key (or the password is wrong)",
-                code="key_invalid",
+                code=reasons.KEY_INVALID,
             ) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"private key is {type(key).__name__}, expected Ed25519", code="key_invalid")
+            raise ConfigError(f"private key is {type(key).__name__}, expected Ed25519", code=reasons.KEY_INVALID)
         return cls(key)
 
     @classmethod
@@ -180,11 +181,11 @@ class PrivateKey:
                 if mode & 0o077:
                     raise ConfigError(
                         f"private key {path} has mode {mode:04o}; only its owner may read it (chmod 600 {path})",
-                        code="key_file_insecure",
+                        code=reasons.KEY_FILE_INSECURE,
                     )
                 data = f.read()
         except OSError as e:
-            raise ConfigError(f"cannot read private key {path}: {e.strerror}", code="key_file_unreadable") from None
+            raise ConfigError(f"cannot read private key {path}: {e.strerror}", code=reasons.KEY_FILE_UNREADABLE) from None
         return cls.from_pem(data, password)
 
     def to_pem(self, password: bytes | None = None) -> bytes:
@@ -199,9 +200,9 @@ class PrivateKey:
         try:
             fd = os.open(path, flags, 0o600)
         except FileExistsError:
-            raise ConfigError(f"refusing to overwrite existing key file {path}", code="key_file_exists") from None
+            raise ConfigError(f"refusing to overwrite existing key file {path}", code=reasons.KEY_FILE_EXISTS) from None
         except OSError as e:
-            raise ConfigError(f"cannot create key file {path}: {e.strerror}", code="key_file_unwritable") from None
+            raise ConfigError(f"cannot create key file {path}: {e.strerror}", code=reasons.KEY_FILE_UNWRITABLE) from None
         with os.fdopen(fd, "wb") as f:
             f.write(self.to_pem(password))
 

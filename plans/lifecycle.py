@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from writ.engine.errors import WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import WritError
 
 
 class PlanState(StrEnum):
@@ -40,7 +41,7 @@ class PlanEvent(StrEnum):
 
 
 class IllegalTransition(WritError):
-    code = "illegal_transition"
+    code = reasons.ILLEGAL_TRANSITION
 
 
 S, E = PlanState, PlanEvent

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from writ.engine.errors import InputError
+from writ.engine.core.errors import InputError
 from writ.plans.canonical import canonical_bytes
 from writ.plans.models import Constraint, ContentSha256, OneOf, PathGlob, PlanLimits, PlanStep
 from writ.plans.paths import PathRefused, glob_matches, under_root

@@ -34,8 +34,9 @@ from pydantic import (
     model_validator,
 )
 
-from writ.engine.errors import InputError
-from writ.engine.settings import PlanLimits as PlanLimits  # noqa: PLC0414 - re-export; limits live in Settings
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError
+from writ.engine.core.settings import PlanLimits as PlanLimits  # noqa: PLC0414 - re-export; limits live in Settings
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.paths import PathRefused, check_glob, check_root
 from writ.plans.trust import Principal
@@ -189,14 +190,14 @@ class Plan(_Strict):
         if len(self.steps) > limits.max_steps:
             raise InputError(
                 f"plan has {len(self.steps)} steps, the limit is {limits.max_steps} (max_steps)",
-                code="input_too_large",
+                code=reasons.INPUT_TOO_LARGE,
             )
         for i, step in enumerate(self.steps):
             size = len(canonical_bytes(step.args))
             if size > limits.max_args_bytes:
                 raise InputError(
                     f"step {i} has {size} bytes of arguments, the limit is {limits.max_args_bytes} (max_args_bytes)",
-                    code="input_too_large",
+                    code=reasons.INPUT_TOO_LARGE,
                 )
 
     @classmethod
@@ -209,11 +210,11 @@ class Plan(_Strict):
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"not a valid plan: {loc}: {err['msg']}", code="plan_invalid") from None
+            raise InputError(f"not a valid plan: {loc}: {err['msg']}", code=reasons.PLAN_INVALID) from None
         if plan.canonical_bytes() != bytes(payload):
             raise InputError(
                 "plan payload is not canonical (RFC 8785; times as YYYY-MM-DDTHH:MM:SSZ; every field present)",
-                code="plan_not_canonical",
+                code=reasons.PLAN_NOT_CANONICAL,
             )
         plan.check_limits(limits)
         return plan

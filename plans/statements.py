@@ -33,7 +33,8 @@ from pydantic import (
     field_validator,
 )
 
-from writ.engine.errors import InputError
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError
 from writ.plans import dsse
 from writ.plans.canonical import canonical_bytes, parse_strict
 from writ.plans.keys import PrivateKey
@@ -106,7 +107,7 @@ class ApprovalStatement(BaseModel):
         at: datetime | None = None,
     ) -> ApprovalStatement:
         if not isinstance(plan_id, str) or not re.fullmatch(DIGEST_PATTERN, plan_id):
-            raise InputError(f"plan id {plan_id!r} is not sha256:<64 hex>", code="plan_invalid")
+            raise InputError(f"plan id {plan_id!r} is not sha256:<64 hex>", code=reasons.PLAN_INVALID)
         return cls.model_validate(
             {
                 "subject": [{"name": "plan", "digest": {"sha256": plan_id.removeprefix("sha256:")}}],
@@ -131,7 +132,7 @@ class ApprovalStatement(BaseModel):
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise InputError(f"not a Writ approval statement: {loc}: {err['msg']}", code="statement_invalid") from None
+            raise InputError(f"not a Writ approval statement: {loc}: {err['msg']}", code=reasons.STATEMENT_INVALID) from None
 
 
 def sign_plan(plan: Plan, key: PrivateKey) -> dsse.Envelope:

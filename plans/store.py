@@ -1,6 +1,6 @@
 """The plan store: signed plans, their approvals and exactly-once step claims, in Writ's database.
 
-    plans = PlanStore(store, trust_store, engine)          # engine: evaluates the writ.approval policy
+    plans = PlanStore(db, trust_store, engine, audit=AuditLog(db))          # engine: evaluates the writ.approval policy
     record = plans.submit(envelope_bytes)                  # planner signature checked; proposed -> pending
     plans.add_approval(record.id, approval_bytes)          # stored once; pending -> approved when satisfied
     plans.begin(record.id, "exec-bot")                     # re-verifies everything; approved -> executing
@@ -44,8 +44,9 @@ from typing import Any, Literal, get_args
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from writ.attestations.audit import AuditLog
-from writ.engine.errors import (
+from writ.engine.core import reasons
+from writ.engine.core.db import Database, db_errors
+from writ.engine.core.errors import (
     ApprovalError,
     ApprovalRefused,
     ClaimRefused,
@@ -59,8 +60,8 @@ from writ.engine.errors import (
     VerificationError,
     WritError,
 )
-from writ.engine.store.db import Store, db_errors
-from writ.engine.store.tables import ApprovalRow, PlanRow, StepClaimRow
+from writ.engine.core.ports import AuditSink
+from writ.engine.core.tables import ApprovalRow, PlanRow, StepClaimRow
 from writ.plans import dsse
 from writ.plans.approval_policy import PolicyApprovalResult, PolicyEvaluator, assess, requirement_for
 from writ.plans.canonical import digest, sha256_digest
@@ -212,7 +213,7 @@ def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     if now.tzinfo is None:
-        raise InputError("'now' must be a timezone-aware datetime", code="input_invalid")
+        raise InputError("'now' must be a timezone-aware datetime", code=reasons.INPUT_INVALID)
     return now
 
 
@@ -224,7 +225,7 @@ def _as_bytes(envelope: bytes | dsse.Envelope) -> bytes:
     if isinstance(envelope, dsse.Envelope):
         return envelope.to_json()
     if not isinstance(envelope, (bytes, bytearray, memoryview)):
-        raise InputError(f"an envelope is JSON bytes, got {type(envelope).__name__}", code="envelope_invalid")
+        raise InputError(f"an envelope is JSON bytes, got {type(envelope).__name__}", code=reasons.ENVELOPE_INVALID)
     return bytes(envelope)
 
 
@@ -234,22 +235,22 @@ _C = StepClaimRow.__table__  # type: ignore[attr-defined]
 
 
 class PlanStore:
-    """Plans in a ``Store``, verified against a ``TrustStore``, approved under a policy. Process-safe."""
+    """Plans in a ``Database``, verified against a ``TrustStore``, approved under a policy. Process-safe."""
 
     def __init__(
         self,
-        store: Store,
+        store: Database,
         trust: TrustStore,
         policy: PolicyEvaluator,
         *,
         limits: PlanLimits | None = None,
-        audit: AuditLog | None = None,
+        audit: AuditSink,
     ) -> None:
         self._store = store
         self.trust = trust
         self._policy = policy
         self.limits = limits or PlanLimits()
-        self._audit = audit or AuditLog(store)
+        self._audit = audit
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -262,25 +263,25 @@ class PlanStore:
         if len(hex_part) < MIN_PREFIX or not _HEX.match(hex_part):
             raise InputError(
                 f"plan {ref!r} is neither sha256:<64 hex> nor a prefix of at least {MIN_PREFIX} hex digits",
-                code="plan_id_invalid",
+                code=reasons.PLAN_ID_INVALID,
             )
         with self._db("find a plan"), self._store.connect() as conn:
             ids = list(
                 conn.execute(select(_P.c.id).where(_P.c.id.startswith("sha256:" + hex_part)).limit(6)).scalars()
             )
         if not ids:
-            raise NotFoundError(f"no plan {ref!r} (see `writ plan list`)", code="plan_not_found")
+            raise NotFoundError(f"no plan {ref!r} (see `writ plan list`)", code=reasons.PLAN_NOT_FOUND)
         if len(ids) > 1:
             shown = ", ".join(short_plan_id(i) for i in ids[:5])
             raise InputError(f"plan prefix {ref!r} names more than one plan ({shown}); give more digits",
-                             code="plan_ambiguous")
+                             code=reasons.PLAN_AMBIGUOUS)
         return str(ids[0])
 
     def get(self, plan_id: str) -> PlanRecord:
         with self._db(f"read plan {short_plan_id(plan_id)}"), self._store.connect() as conn:
             row = conn.execute(select(_P).where(_P.c.id == plan_id)).first()
         if row is None:
-            raise NotFoundError(f"no plan {plan_id} (see `writ plan list`)", code="plan_not_found")
+            raise NotFoundError(f"no plan {plan_id} (see `writ plan list`)", code=reasons.PLAN_NOT_FOUND)
         return _plan_record(row)
 
     def list_plans(self, state: PlanState | str | None = None) -> list[PlanRecord]:
@@ -291,7 +292,7 @@ class PlanStore:
             except ValueError:
                 raise InputError(
                     f"plan state {state!r} is not one of {', '.join(s.value for s in PlanState)}",
-                    code="input_invalid",
+                    code=reasons.INPUT_INVALID,
                 ) from None
         with self._db("list plans"), self._store.connect() as conn:
             rows = conn.execute(query).all()
@@ -324,7 +325,7 @@ class PlanStore:
             raise VerificationError(
                 f"stored plan {short_plan_id(record.id)} holds the envelope of plan {short_plan_id(plan.id)} "
                 f"by {plan.planner!r}: its row was changed outside Writ",
-                code="plan_tampered",
+                code=reasons.PLAN_TAMPERED,
             )
         return plan
 
@@ -379,7 +380,7 @@ class PlanStore:
             raise ConflictError(
                 f"plan {short_plan_id(plan_id)} is {current or 'gone'}, not {old.value}: another process "
                 f"changed it first (wanted to {event.value}); reload it and try again",
-                code="plan_state_conflict",
+                code=reasons.PLAN_STATE_CONFLICT,
             )
         return new
 
@@ -432,7 +433,7 @@ class PlanStore:
             raise InputError(
                 f"plan envelope is {len(raw)} bytes, the limit is {self.limits.max_envelope_bytes} "
                 "(max_envelope_bytes)",
-                code="input_too_large",
+                code=reasons.INPUT_TOO_LARGE,
             )
         trust = self.trust.trust_set()
         plan = verify_plan_envelope(raw, trust, now=now, limits=self.limits)  # signature, planner, PlanLimits
@@ -440,7 +441,7 @@ class PlanStore:
             raise ApprovalError(
                 f"plan {short_plan_id(plan.id)} expired at {_iso(plan.expires_at)}; sign it again with a later "
                 "expires_at",
-                code="plan_expired",
+                code=reasons.PLAN_EXPIRED,
             )
         requirement = requirement_for(self._policy, plan, now)
         ttl = int((plan.expires_at - plan.created_at).total_seconds())
@@ -448,7 +449,7 @@ class PlanStore:
             raise ApprovalError(
                 f"plan {short_plan_id(plan.id)} stays valid for {ttl} seconds, longer than the "
                 f"{requirement.max_ttl_seconds} the approval policy allows: sign it again with an earlier expires_at",
-                code="plan_ttl_too_long",
+                code=reasons.PLAN_TTL_TOO_LONG,
             )
         stamp = db_time(now)
         row = {
@@ -483,7 +484,7 @@ class PlanStore:
                 raise ConflictError(
                     f"plan {short_plan_id(plan.id)} is already stored with a different envelope "
                     "(signed or encoded differently); the first one stands",
-                    code="plan_exists",
+                    code=reasons.PLAN_EXISTS,
                 )
             return stored
         signer = _planner_key(raw, plan, trust)
@@ -510,7 +511,7 @@ class PlanStore:
     def add_approval(
         self, plan_id: str, envelope: bytes | dsse.Envelope, *, now: datetime | None = None
     ) -> ApprovalResult:
-        """Store one signed approval or rejection of a pending plan, then ``evaluate`` the plan.
+        """Database one signed approval or rejection of a pending plan, then ``evaluate`` the plan.
 
         Refused (``ApprovalRefused``, code ``approval_<reason>``): anything that would not
         count now, for any ``IgnoreReason``: garbage, a bad or untrusted signature, another
@@ -525,7 +526,7 @@ class PlanStore:
                 raw, max_bytes=self.limits.max_envelope_bytes, max_signatures=self.limits.max_signatures
             )
         except EnvelopeError as e:
-            raise ApprovalRefused(f"approval is not a valid envelope: {e.message}", code="approval_malformed") from None
+            raise ApprovalRefused(f"approval is not a valid envelope: {e.message}", code=reasons.APPROVAL_MALFORMED) from None
         envelope_digest = sha256_digest(env.to_json())  # re-encodings of one envelope are one approval
         record = self.get(plan_id)
         stored = self.approvals(plan_id)
@@ -535,14 +536,14 @@ class PlanStore:
             raise ConflictError(
                 f"plan {short_plan_id(plan_id)} is {record.state.value}: approvals and rejections are taken only "
                 "while a plan is pending (to stop an approved plan, abort it)",
-                code="plan_not_pending",
+                code=reasons.PLAN_NOT_PENDING,
             )
         trust = self.trust.trust_set()
         plan = self.verified_plan(record, trust, now)
         if plan.is_expired(now):
             self.evaluate(plan_id, now=now)
             raise ApprovalError(f"plan {short_plan_id(plan_id)} expired at {_iso(plan.expires_at)}",
-                                code="plan_expired")
+                                code=reasons.PLAN_EXPIRED)
         requirement = requirement_for(self._policy, plan, now)
         envelopes = [a.envelope for a in stored] + [raw]
         result = evaluate_approvals(plan, envelopes, trust, now=now, requirement=requirement, limits=self.limits)
@@ -657,19 +658,19 @@ class PlanStore:
             raise PermissionDenied(
                 f"{executor!r} wrote plan {pid} and cannot execute it: the planner never executes "
                 "(an executor principal begins it)",
-                code="separation_of_duties",
+                code=reasons.SEPARATION_OF_DUTIES,
             )
         who = self.trust.principal(executor)
         if who.role != "executor":
             raise PermissionDenied(
                 f"principal {executor!r} has role {who.role}; only an executor may begin plan {pid}",
-                code="role_not_permitted",
+                code=reasons.ROLE_NOT_PERMITTED,
             )
         if record.state is not PlanState.APPROVED:
             codes = {PlanState.REJECTED: "plan_rejected", PlanState.EXPIRED: "plan_expired"}
             if record.state is PlanState.EXECUTING:
                 raise ConflictError(
-                    f"plan {pid} is already executing (begun by {record.executor})", code="plan_already_executing"
+                    f"plan {pid} is already executing (begun by {record.executor})", code=reasons.PLAN_ALREADY_EXECUTING
                 )
             raise ApprovalError(
                 f"plan {pid} is {record.state.value}, not approved; see `writ plan show {record.id[7:19]}`",
@@ -679,13 +680,13 @@ class PlanStore:
         plan = self.verified_plan(record, trust, now)
         if plan.planner == executor:  # the row's planner was checked against the signed plan above
             raise PermissionDenied(f"{executor!r} wrote plan {pid} and cannot execute it",
-                                   code="separation_of_duties")
+                                   code=reasons.SEPARATION_OF_DUTIES)
         if plan.is_expired(now):
             try:
                 self._move(record.id, PlanState.APPROVED, PlanEvent.EXPIRE, now)
             except ConflictError:
                 pass
-            raise ApprovalError(f"plan {pid} expired at {_iso(plan.expires_at)}", code="plan_expired")
+            raise ApprovalError(f"plan {pid} expired at {_iso(plan.expires_at)}", code=reasons.PLAN_EXPIRED)
         envelopes = [a.envelope for a in self.approvals(record.id)]
         status = self._assess(record, plan, envelopes, trust, now)
         self._log_disagreement(status)
@@ -698,7 +699,7 @@ class PlanStore:
                 + (f" and groups {', '.join(missing.groups)}" if missing.groups else "")
                 + (f"; {'; '.join(v.message for v in status.policy.violations)}" if status.policy.violations else "")
                 + ")",
-                code="approval_policy_denied",
+                code=reasons.APPROVAL_POLICY_DENIED,
             )
         return status
 
@@ -752,29 +753,29 @@ class PlanStore:
         pid = short_plan_id(record.id)
         if record.state is not PlanState.EXECUTING:
             raise ClaimRefused(f"plan {pid} is {record.state.value}, not executing: no step of it may run",
-                               code="plan_not_executing")
+                               code=reasons.PLAN_NOT_EXECUTING)
         if record.executor != executor:
             raise PermissionDenied(
                 f"plan {pid} is being executed by {record.executor!r}, not {executor!r}",
-                code="executor_mismatch",
+                code=reasons.EXECUTOR_MISMATCH,
             )
         plan = self.verified_plan(record, self.trust.trust_set(), now)
         if plan.is_expired(now):
             raise ClaimRefused(f"plan {pid} expired at {_iso(plan.expires_at)}: no step of it may run",
-                               code="plan_expired")
+                               code=reasons.PLAN_EXPIRED)
         if not isinstance(step_index, int) or isinstance(step_index, bool) or not 0 <= step_index < len(plan.steps):
             raise ClaimRefused(
                 f"plan {pid} has steps 0 to {len(plan.steps) - 1}, there is no step {step_index!r}",
-                code="step_not_in_plan",
+                code=reasons.STEP_NOT_IN_PLAN,
             )
         match = matches(plan.steps[step_index], server=server, tool=tool, definition_digest=definition_digest,
                         args=args, limits=self.limits)
         if not match:
-            raise ClaimRefused(f"call is not step {step_index} of plan {pid}: {match.reason}", code="step_mismatch")
+            raise ClaimRefused(f"call is not step {step_index} of plan {pid}: {match.reason}", code=reasons.STEP_MISMATCH)
         if plan.ordered and step_index > 0 and self._claim(record.id, step_index - 1) is None:
             raise ClaimRefused(
                 f"step {step_index} of plan {pid} cannot run before step {step_index - 1} (the plan is ordered)",
-                code="step_out_of_order",
+                code=reasons.STEP_OUT_OF_ORDER,
             )
 
     def _insert_claim(
@@ -793,7 +794,7 @@ class PlanStore:
                     ).scalar()
                     if state != PlanState.EXECUTING.value:
                         raise ClaimRefused(f"plan {pid} is {state}, not executing: no step of it may run",
-                                           code="plan_not_executing")
+                                           code=reasons.PLAN_NOT_EXECUTING)
                     conn.execute(insert(_C).values(**values))
             except IntegrityError:
                 pass
@@ -820,9 +821,9 @@ class PlanStore:
         """Record how a claimed step ended (once): ``succeeded`` or ``failed``, with the result's digest."""
         now = _now(now)
         if outcome not in get_args(StepOutcome):
-            raise InputError(f"step outcome {outcome!r} is not one of succeeded, failed", code="input_invalid")
+            raise InputError(f"step outcome {outcome!r} is not one of succeeded, failed", code=reasons.INPUT_INVALID)
         if result_digest is not None and not re.fullmatch(DIGEST_PATTERN, result_digest):
-            raise InputError(f"result digest {result_digest!r} is not sha256:<64 hex>", code="input_invalid")
+            raise InputError(f"result digest {result_digest!r} is not sha256:<64 hex>", code=reasons.INPUT_INVALID)
         pid = short_plan_id(plan_id)
         with (
             self._db(f"record the result of step {step_index} of {pid}"),
@@ -838,11 +839,11 @@ class PlanStore:
             claim = self._claim(plan_id, step_index)
             if claim is None:
                 raise ClaimRefused(f"step {step_index} of plan {pid} was never claimed: claim it before it runs",
-                                   code="step_not_claimed")
+                                   code=reasons.STEP_NOT_CLAIMED)
             raise ConflictError(
                 f"the result of step {step_index} of plan {pid} was already recorded ({claim.outcome} at "
                 f"{db_time(claim.finished_at) if claim.finished_at else '?'})",
-                code="step_result_recorded",
+                code=reasons.STEP_RESULT_RECORDED,
             )
         claim = self._claim(plan_id, step_index)
         assert claim is not None
@@ -861,7 +862,7 @@ class PlanStore:
         event = _FINISH_EVENTS.get(outcome)
         if event is None:
             raise InputError(f"plan outcome {outcome!r} is not one of completed, failed, aborted",
-                             code="input_invalid")
+                             code=reasons.INPUT_INVALID)
         record = self.get(plan_id)
         pid = short_plan_id(plan_id)
         if event is PlanEvent.COMPLETE:
@@ -872,7 +873,7 @@ class PlanStore:
                 raise ConflictError(
                     f"plan {pid} cannot complete: step{'s' if len(todo) > 1 else ''} "
                     f"{', '.join(map(str, todo))} did not succeed (finish it as failed or aborted)",
-                    code="plan_incomplete",
+                    code=reasons.PLAN_INCOMPLETE,
                 )
         return self._move(plan_id, record.state, event, now, {"reason": reason} if reason else None)
 

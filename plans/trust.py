@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from writ.engine.errors import InputError
+from writ.engine.core.errors import InputError
 from writ.plans.keys import PublicKey
 
 Role = Literal["planner", "executor", "approver", "auditor", "admin"]

@@ -1,6 +1,6 @@
 """The trust store: principals (one role each) and their Ed25519 public keys, in Writ's database.
 
-    trust = TrustStore(store, groups=policy_groups(engine))     # groups: data.writ.groups of the policy set
+    trust = TrustStore(db, groups=policy_groups(engine), audit=AuditLog(db))     # groups: data.writ.groups of the policy set
     trust.add_principal("alice", "planner")
     key = PrivateKey.generate()
     trust.add_key("alice", key.public_key)                      # the key takes alice's role
@@ -32,10 +32,11 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from writ.attestations.audit import AuditLog
-from writ.engine.errors import ConfigError, ConflictError, InputError, NotFoundError, StoreError, VerificationError
-from writ.engine.store.db import Store, db_errors, describe_db_error
-from writ.engine.store.tables import PrincipalRow, TrustedKeyRow
+from writ.engine.core import reasons
+from writ.engine.core.db import Database, db_errors, describe_db_error
+from writ.engine.core.errors import ConfigError, ConflictError, InputError, NotFoundError, StoreError, VerificationError
+from writ.engine.core.ports import AuditSink
+from writ.engine.core.tables import PrincipalRow, TrustedKeyRow
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey, short_key_id
 from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustedKey, TrustSet
@@ -64,7 +65,7 @@ GroupsSource = Callable[[], Mapping[str, tuple[str, ...]]]
 def db_time(t: datetime) -> str:
     """A timezone-aware time as stored: UTC, fixed width (text order is time order)."""
     if t.tzinfo is None:
-        raise InputError("a time must be timezone-aware (e.g. 2026-11-22T10:00:00Z)", code="input_invalid")
+        raise InputError("a time must be timezone-aware (e.g. 2026-11-22T10:00:00Z)", code=reasons.INPUT_INVALID)
     return t.astimezone(UTC).strftime(_DB_TIME)
 
 
@@ -76,7 +77,7 @@ def from_db_time(text: str) -> datetime:
         raise StoreError(
             f"the database holds the time {str(text)[:40]!r}, not YYYY-MM-DDTHH:MM:SS.ffffffZ: "
             "a row was written outside Writ",
-            code="store_corrupt",
+            code=reasons.STORE_CORRUPT,
         ) from None
 
 
@@ -174,12 +175,12 @@ def _key_record(row: TrustedKeyRow) -> KeyRecord:
 
 
 class TrustStore:
-    """Principals and keys in a ``Store``; groups from the policy data. Safe to share between processes."""
+    """Principals and keys in a ``Database``; groups from the policy data. Safe to share between processes."""
 
-    def __init__(self, store: Store, groups: GroupsSource | None = None, *, audit: AuditLog | None = None) -> None:
+    def __init__(self, store: Database, groups: GroupsSource | None = None, *, audit: AuditSink) -> None:
         self._store = store
         self._groups: GroupsSource = groups or dict
-        self._audit = audit or AuditLog(store)
+        self._audit = audit
 
     def _db(self, what: str) -> AbstractContextManager[None]:
         return db_errors(self._store, what)
@@ -191,10 +192,10 @@ class TrustStore:
         if not isinstance(name, str) or not re.fullmatch(PRINCIPAL_PATTERN, name):
             raise InputError(
                 f"principal name {name!r} is invalid: 1-128 of A-Z a-z 0-9 . _ @ + -, starting with a letter or digit",
-                code="principal_invalid",
+                code=reasons.PRINCIPAL_INVALID,
             )
         if role not in ROLES:
-            raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}", code="role_invalid")
+            raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}", code=reasons.ROLE_INVALID)
         created = db_time(_now(now))
         with self._db(f"add principal {name!r}"), self._store.session(write=True) as session:
             clash = session.exec(select(PrincipalRow).where(func.lower(PrincipalRow.name) == name.lower())).first()
@@ -204,7 +205,7 @@ class TrustStore:
                     f"principal {name!r} already exists with role {clash.role}"
                     if same
                     else f"principal {name!r} clashes with existing {clash.name!r}: names may not differ only by case",
-                    code="principal_exists",
+                    code=reasons.PRINCIPAL_EXISTS,
                 )
             session.add(PrincipalRow(name=name, role=role, created_at=created))
             try:
@@ -212,7 +213,7 @@ class TrustStore:
             except IntegrityError:
                 session.rollback()
                 raise ConflictError(
-                    f"principal {name!r} was added by another process just now", code="principal_exists"
+                    f"principal {name!r} was added by another process just now", code=reasons.PRINCIPAL_EXISTS
                 ) from None
         self._audit.append("trust_event", {"event": "principal_added", "principal": name, "role": role})
         return PrincipalRecord(name, role, from_db_time(created), self._groups_of(name))
@@ -223,7 +224,7 @@ class TrustStore:
         if row is None:
             raise NotFoundError(
                 f"no principal {name!r}; add it with `writ principals add {name} --role ROLE`",
-                code="principal_not_found",
+                code=reasons.PRINCIPAL_NOT_FOUND,
             )
         return PrincipalRecord(row.name, row.role, from_db_time(row.created_at), self._groups_of(row.name))
 
@@ -273,13 +274,13 @@ class TrustStore:
         try:
             record.trusted  # noqa: B018 - checks the window (not_after later than not_before)
         except ValidationError as e:
-            raise InputError(f"key validity window: {e.errors()[0]['msg']}", code="key_invalid") from None
+            raise InputError(f"key validity window: {e.errors()[0]['msg']}", code=reasons.KEY_INVALID) from None
         with self._db(f"add a key for {principal!r}"), self._store.session(write=True) as session:
             existing = session.get(TrustedKeyRow, row.key_id)
             if existing is not None:
                 raise ConflictError(
                     f"key {short_key_id(row.key_id)} is already trusted for {existing.principal!r} ({existing.role})",
-                    code="key_exists",
+                    code=reasons.KEY_EXISTS,
                 )
             session.add(row)
             try:
@@ -288,7 +289,7 @@ class TrustStore:
                 session.rollback()
                 raise ConflictError(
                     f"key {short_key_id(row.key_id)} for {principal!r} was refused: {describe_db_error(e)}",
-                    code="key_exists",
+                    code=reasons.KEY_EXISTS,
                 ) from None
         self._audit.append(
             "trust_event",
@@ -316,7 +317,7 @@ class TrustStore:
         if len(hex_part) < MIN_PREFIX or not _HEX.match(hex_part):
             raise InputError(
                 f"key id {ref!r} is neither sha256:<64 hex> nor a prefix of at least {MIN_PREFIX} hex digits",
-                code="key_id_invalid",
+                code=reasons.KEY_ID_INVALID,
             )
         with self._db("find a key"), self._store.session() as session:
             rows = list(
@@ -325,9 +326,9 @@ class TrustStore:
                 )
             )
         if not rows:
-            raise NotFoundError(f"no trusted key {ref!r} (see `writ keys list`)", code="key_not_found")
+            raise NotFoundError(f"no trusted key {ref!r} (see `writ keys list`)", code=reasons.KEY_NOT_FOUND)
         if len(rows) > 1:
-            raise InputError(f"key id prefix {ref!r} names more than one key; give more digits", code="key_ambiguous")
+            raise InputError(f"key id prefix {ref!r} names more than one key; give more digits", code=reasons.KEY_AMBIGUOUS)
         return _key_record(rows[0])
 
     def revoke_key(self, ref: str, *, at: datetime | None = None) -> KeyRecord:
@@ -344,7 +345,7 @@ class TrustStore:
                 raise ConflictError(
                     f"key {short_key_id(row.key_id)} of {row.principal!r} is already revoked "
                     f"since {row.revoked_at}; a revocation can only move earlier",
-                    code="key_already_revoked",
+                    code=reasons.KEY_ALREADY_REVOKED,
                 )
             row.revoked_at = when
             session.add(row)
@@ -367,7 +368,7 @@ class TrustStore:
         except ValidationError as e:
             raise ConfigError(
                 f"the trust store and data.writ.groups do not form a trust set: {e.errors()[0]['msg']}",
-                code="trust_invalid",
+                code=reasons.TRUST_INVALID,
             ) from None
 
     def export_trust_root(self, *, now: datetime | None = None) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from writ.engine.errors import ApprovalError, InputError, SignatureError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ApprovalError, InputError, SignatureError, WritError
 from writ.plans import dsse
 from writ.plans.keys import PublicKey, short_key_id
 from writ.plans.models import Plan, PlanLimits
@@ -50,7 +51,7 @@ def short_plan_id(plan_id: str) -> str:
 
 def _aware(now: datetime) -> datetime:
     if now.tzinfo is None:
-        raise InputError("'now' must be a timezone-aware datetime", code="input_invalid")
+        raise InputError("'now' must be a timezone-aware datetime", code=reasons.INPUT_INVALID)
     return now
 
 
@@ -91,12 +92,12 @@ def verify_plan_envelope(
     if len(env.payload) > limits.max_plan_bytes:
         raise InputError(
             f"plan payload is {len(env.payload)} bytes, the limit is {limits.max_plan_bytes}",
-            code="input_too_large",
+            code=reasons.INPUT_TOO_LARGE,
         )
     if len(env.signatures) > limits.max_signatures:
         raise InputError(
             f"envelope has {len(env.signatures)} signatures, the limit is {limits.max_signatures}",
-            code="input_too_large",
+            code=reasons.INPUT_TOO_LARGE,
         )
     # 2. signed by some trusted planner key (any principal, for now), and of the plan payload type
     if not env.signatures:
@@ -126,12 +127,12 @@ def verify_plan_envelope(
             f"of principal {other.principal!r}"
         )
     # 5. with a key valid now
-    reasons = [(tk, tk.invalid_reason(now)) for tk in own]
-    if all(reason is not None for _, reason in reasons):
-        tk, reason = reasons[0]
+    why = [(tk, tk.invalid_reason(now)) for tk in own]
+    if all(reason is not None for _, reason in why):
+        tk, reason = why[0]
         raise SignatureError(
             f"plan signed by key {short_key_id(tk.key_id)} of principal {tk.principal!r}, which was {reason}",
-            code="key_invalid",
+            code=reasons.KEY_INVALID,
         )
     return plan
 
@@ -429,11 +430,11 @@ def require_approved(
     """
     result = evaluate_approvals(plan, approvals, trust, now=now, requirement=requirement, limits=limits)
     if result.violations:
-        raise ApprovalError(result.summary(), code="plan_ttl_too_long")
+        raise ApprovalError(result.summary(), code=reasons.PLAN_TTL_TOO_LONG)
     if result.expired:
-        raise ApprovalError(result.summary(), code="plan_expired")
+        raise ApprovalError(result.summary(), code=reasons.PLAN_EXPIRED)
     if result.rejected:
-        raise ApprovalError(result.summary(), code="plan_rejected")
+        raise ApprovalError(result.summary(), code=reasons.PLAN_REJECTED)
     if not result.approved:
         raise ApprovalError(result.summary())
     return result

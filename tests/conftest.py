@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from writ.engine.settings import Settings, shipped_policy_dir
-from writ.engine.store.db import Store, open_store
+from writ.engine.core.db import Database, open_database
+from writ.engine.core.settings import Settings, shipped_policy_dir
 
 POSTGRES_URL = os.environ.get("WRIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -91,6 +91,6 @@ def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def store(db_settings: Settings) -> Iterator[Store]:
-    with open_store(db_settings) as s:
+def store(db_settings: Settings) -> Iterator[Database]:
+    with open_database(db_settings) as s:
         yield s

@@ -17,11 +17,3 @@ Modules:
 - ``governance``: Writ's plan tools (``writ__writ_plan_*``); ``http``: the HTTP transport and its
   tokens (``tokens``); ``exposure``: the check that no upstream can reach the data directory.
 """
-
-import warnings
-
-from mcp.shared.exceptions import MCPDeprecationWarning
-
-# Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
-# gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
-warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"writ\.engine\.gateway(\.|$)")

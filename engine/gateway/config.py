@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from writ.engine.errors import ConfigError
+from writ.engine.core.errors import ConfigError
 from writ.engine.policy.models import Role
 
 # Exposed tool names are "<server>__<tool>"; a server name never contains the separator,

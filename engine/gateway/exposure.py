@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from writ.engine.errors import ConfigError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError
+from writ.engine.core.settings import Settings
 from writ.engine.gateway.config import GatewayConfig, load_config
-from writ.engine.settings import Settings
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -53,5 +54,5 @@ def load_safe_config(path: Path, settings: Settings) -> GatewayConfig:
     config = load_config(path)
     exposed = secrets_exposed(config, [settings.home])
     if exposed:
-        raise ConfigError("; ".join(exposed), code="secrets_exposed")
+        raise ConfigError("; ".join(exposed), code=reasons.SECRETS_EXPOSED)
     return config

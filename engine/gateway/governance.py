@@ -36,11 +36,12 @@ from typing import Any, Literal, TypeVar, cast, get_args
 import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from writ.engine.errors import ConfigError, ConflictError, InputError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError, ConflictError, InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, Principal
 from writ.engine.gateway.upstream import UpstreamManager, UpstreamTool, definition_digest
-from writ.engine.plan_stores import PlanStores, find_signing_key
 from writ.engine.policy.models import Role
+from writ.engine.wiring.services import Services, find_signing_key
 from writ.plans.lifecycle import TERMINAL, PlanState
 from writ.plans.matching import MATCH, MatchResult, matches
 from writ.plans.models import Constraint, PathGlob, Plan, PlanLimits, PlanStep
@@ -60,7 +61,7 @@ def resolve_principal(trust: TrustStore, name: str) -> Principal:
     """``name`` as the trust store has it (``principal_not_found`` if absent), with its groups from policy data."""
     record = trust.principal(name)
     if record.role not in get_args(Role):
-        raise ConfigError(f"principal {name!r} has role {record.role!r}, which Writ does not know", code="role_invalid")
+        raise ConfigError(f"principal {name!r} has role {record.role!r}, which Writ does not know", code=reasons.ROLE_INVALID)
     return Principal(name=record.name, role=cast(Role, record.role), groups=record.groups)
 
 
@@ -225,7 +226,7 @@ def parse_args(model: type[A], tool: str, args: Mapping[str, Any]) -> A:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        raise InputError(f"{tool}: {loc}: {err['msg']}", code="arguments_invalid") from None
+        raise InputError(f"{tool}: {loc}: {err['msg']}", code=reasons.ARGUMENTS_INVALID) from None
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -350,7 +351,7 @@ class Governance:
 
     def __init__(
         self,
-        stores: PlanStores,
+        stores: Services,
         principal: Principal,
         upstreams: UpstreamManager,
         *,
@@ -394,7 +395,7 @@ class Governance:
             plan = Plan.new(title=a.title, rationale=a.rationale, planner=self.principal.name, steps=steps, ttl=ttl,
                             ordered=a.ordered)
         except ValidationError as e:
-            raise InputError(f"not a valid plan: {e.errors()[0]['msg']}", code="plan_invalid") from None
+            raise InputError(f"not a valid plan: {e.errors()[0]['msg']}", code=reasons.PLAN_INVALID) from None
         plan.check_limits(self.stores.plans.limits)
         key, _ = find_signing_key(self.stores.settings, self.stores.trust, self.principal.name, key_file=self.key_file)
         record = self.stores.plans.submit(sign_plan(plan, key).to_json())
@@ -425,19 +426,19 @@ class Governance:
         server, sep, _ = s.tool.partition(SEPARATOR)
         if sep and server == SERVER:
             raise InputError(f"step {i}: {s.tool} is one of Writ's own tools; a plan's steps are upstream calls",
-                             code="plan_invalid")
+                             code=reasons.PLAN_INVALID)
         entry = self.upstreams.tool(s.tool)
         if entry is None:
             raise InputError(f"step {i}: there is no tool {s.tool!r}; name it as tools/list does, "
-                             "<server>__<tool> (e.g. git__git_commit)", code="tool_unknown")
+                             "<server>__<tool> (e.g. git__git_commit)", code=reasons.TOOL_UNKNOWN)
         if not self._is_write(entry):
             raise InputError(f"step {i}: {s.tool} only reads, and reads need no plan: list only the calls that "
-                             "change something", code="step_not_a_write")
+                             "change something", code=reasons.STEP_NOT_A_WRITE)
         try:
             return PlanStep(server=entry.server, tool=entry.tool.name, definition_digest=entry.digest, args=s.args,
                             constraints=tuple(s.constraints))
         except ValidationError as e:
-            raise InputError(f"step {i}: {e.errors()[0]['msg']}", code="plan_invalid") from None
+            raise InputError(f"step {i}: {e.errors()[0]['msg']}", code=reasons.PLAN_INVALID) from None
 
     # -- status --------------------------------------------------------------------------
 
@@ -448,7 +449,7 @@ class Governance:
         elif self.binding.plan is not None:
             plan_id = self.binding.plan.id
         else:
-            raise InputError("no plan is bound to this session: give plan_id", code="no_plan_bound")
+            raise InputError("no plan is bound to this session: give plan_id", code=reasons.NO_PLAN_BOUND)
         status = self.stores.plans.status(plan_id)
         claims = {c.step_index: c for c in self.stores.plans.claims(plan_id)}
         return _status_answer(status, claims, bound=self.binding.plan is not None and self.binding.plan.id == plan_id)
@@ -462,7 +463,7 @@ class Governance:
         if current is not None and plans.get(current.id).state is PlanState.EXECUTING:
             raise ConflictError(
                 f"this session is running plan {current.id}: end it with writ_plan_finish before beginning another",
-                code="plan_already_bound",
+                code=reasons.PLAN_ALREADY_BOUND,
             )
         plan_id = plans.resolve(a.plan_id)
         record = plans.begin(plan_id, self.principal.name)
@@ -489,7 +490,7 @@ class Governance:
         a = parse_args(FinishArgs, "writ_plan_finish", raw)
         bound = self.binding.plan
         if bound is None:
-            raise InputError("no plan is bound to this session: there is nothing to finish", code="no_plan_bound")
+            raise InputError("no plan is bound to this session: there is nothing to finish", code=reasons.NO_PLAN_BOUND)
         current = self.stores.plans.get(bound.id).state
         if current in TERMINAL:  # ended elsewhere (an operator aborted it, say): just let it go
             self.binding.plan = None

@@ -36,14 +36,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from writ.engine.errors import WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import WritError
 from writ.engine.gateway.config import GatewayConfig
 from writ.engine.gateway.governance import resolve_principal
 from writ.engine.gateway.server import Gateway, build_server
 from writ.engine.gateway.tokens import TokenStore
 from writ.engine.gateway.upstream import UpstreamManager
-from writ.engine.pdp import DecisionPoint
-from writ.engine.plan_stores import PlanStores
+from writ.engine.policy.pdp import DecisionPoint
+from writ.engine.wiring.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ PRINCIPAL_KEY = "writ_principal"
 class HttpGateway:
     """One per process: the shared upstreams, the MCP session manager, one ``Gateway`` per MCP session."""
 
-    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, stores: PlanStores, tokens: TokenStore, *,
+    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, stores: Services, tokens: TokenStore, *,
                  host: str = "127.0.0.1", key_file: Path | None = None) -> None:
         self.pdp = pdp
         self.config = config
@@ -102,10 +103,10 @@ class HttpGateway:
         headers = Headers(scope=scope)
         origin = headers.get("origin")
         if origin is not None and self.local and not _local_origin(origin):
-            return await _refuse(send, 403, "origin_forbidden", "requests from another origin are refused")
+            return await _refuse(send, 403, reasons.ORIGIN_FORBIDDEN, "requests from another origin are refused")
         scheme, _, token = (headers.get("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return await _refuse(send, 401, "token_missing",
+            return await _refuse(send, 401, reasons.TOKEN_MISSING,
                                  "send Authorization: Bearer <token> (writ tokens new --principal NAME)")
         try:
             principal = await run_in_threadpool(self.tokens.principal_of, token.strip())
@@ -113,11 +114,11 @@ class HttpGateway:
             log.error("token lookup failed: %s", e.message)
             return await _refuse(send, 503, e.code, "the token could not be checked")
         if principal is None:
-            return await _refuse(send, 401, "token_invalid", "the token is unknown or revoked")
+            return await _refuse(send, 401, reasons.TOKEN_INVALID, "the token is unknown or revoked")
         session_id = headers.get(SESSION_HEADER)
         owner = self._owners.get(session_id) if session_id else None
         if owner is not None and owner != principal:
-            return await _refuse(send, 403, "session_forbidden", "this MCP session belongs to another principal")
+            return await _refuse(send, 403, reasons.SESSION_FORBIDDEN, "this MCP session belongs to another principal")
         # The agent's credential goes no further than this check.
         scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]}
         scope["state"] = {**scope.get("state", {}), PRINCIPAL_KEY: principal}

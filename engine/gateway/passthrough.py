@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
 
+from writ.engine.core import reasons
 from writ.engine.gateway.config import SEPARATOR
 
 if TYPE_CHECKING:
@@ -127,14 +128,14 @@ class Router:
         if len(owners) == 1:
             return inflight[-1]
         if len(owners) > 1:
-            return Nowhere("session_ambiguous", f"{len(owners)} agent sessions have requests in flight on "
+            return Nowhere(reasons.SESSION_AMBIGUOUS, f"{len(owners)} agent sessions have requests in flight on "
                            f"upstream {server!r}, so Writ cannot tell which one this is for")
         if len(self.gateways) == 1:
             only = self.gateways[0]
             return Exchange(only, only.client, None)
         if not self.gateways:
-            return Nowhere("no_session", "no agent session is connected")
-        return Nowhere("session_ambiguous", f"{len(self.gateways)} agent sessions are connected and none has a "
+            return Nowhere(reasons.NO_SESSION, "no agent session is connected")
+        return Nowhere(reasons.SESSION_AMBIGUOUS, f"{len(self.gateways)} agent sessions are connected and none has a "
                        f"request in flight on upstream {server!r}, so Writ cannot tell which one this is for")
 
     def subscribe(self, server: str, uri: str, gateway: Gateway) -> bool:

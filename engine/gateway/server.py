@@ -1,6 +1,6 @@
 """The gateway's MCP server: every upstream tool, namespaced, Writ's plan tools, every call decided by policy first.
 
-    stores = plan_stores(settings, store, engine=pdp.engine, audit=pdp.audit)
+    stores = wire_services(settings, store, engine=pdp.engine, audit=pdp.audit)
     gateway = Gateway(pdp, config, resolve_principal(stores.trust, "exec-bot"), stores)
     anyio.run(gateway.serve_stdio)              # what `writ mcp` runs
 
@@ -46,7 +46,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
 
-from writ.engine.errors import AuditError, InputError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import AuditError, InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, Principal
 from writ.engine.gateway.governance import (
     SERVER,
@@ -67,8 +68,6 @@ from writ.engine.gateway.upstream import (
     all_pages,
     describe,
 )
-from writ.engine.pdp import DecisionPoint
-from writ.engine.plan_stores import PlanStores
 from writ.engine.policy.models import (
     Decision,
     Method,
@@ -78,6 +77,8 @@ from writ.engine.policy.models import (
     Tool,
     ToolAnnotations,
 )
+from writ.engine.policy.pdp import DecisionPoint
+from writ.engine.wiring.services import Services
 from writ.plans.canonical import digest
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class StepRun:
 
 
 class Gateway:
-    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: PlanStores,
+    def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: Services,
                  *, session_id: str | None = None, key_file: Path | None = None,
                  upstreams: UpstreamManager | None = None) -> None:
         self.pdp = pdp
@@ -277,11 +278,11 @@ class Gateway:
             log.exception("cannot tie %s to the bound plan", name)
             return deny_result(self.pdp.refuse_input(InputError(
                 f"the call to {name} could not be checked against this session's plan ({type(e).__name__})",
-                code="gateway_error")))
+                code=reasons.GATEWAY_ERROR)))
         decision = self._decide(entry, args, plan)
         if decision is None:
             return deny_result(self.pdp.refuse_input(InputError(
-                f"the call to {name} could not be turned into a policy input", code="gateway_error")))
+                f"the call to {name} could not be turned into a policy input", code=reasons.GATEWAY_ERROR)))
         if not decision.allow:
             note = choice.reason if choice is not None and "step_not_in_plan" in decision.reason_codes else ""
             return deny_result(decision, note=note)
@@ -310,7 +311,7 @@ class Gateway:
         # Its upstream never listed its tools: the tool cannot be known, nor called.
         return deny_result(self.pdp.refuse_input(InputError(
             f"tool {name!r}: upstream {upstream.name!r} is not available ({upstream.problem or upstream.state})",
-            code="upstream_unavailable")))
+            code=reasons.UPSTREAM_UNAVAILABLE)))
 
     def _unknown(self, name: str) -> NoReturn:
         self._audit("tool_unknown", {"session_id": self.session.id, "principal": self.principal.name,
@@ -338,7 +339,7 @@ class Gateway:
     def _unfulfilled(self, decision: Decision, entry: UpstreamTool, unmet: list[str]) -> types.CallToolResult:
         message = f"the policy allowed the call on obligations the gateway cannot meet: {', '.join(unmet)}"
         self._record(decision, entry, "obligation_unfulfilled", 0, error={"message": message})
-        return error_result("obligation_unfulfilled", message, decision)
+        return error_result(reasons.OBLIGATION_UNFULFILLED, message, decision)
 
     # --- plans ---------------------------------------------------------------------------
 
@@ -406,7 +407,7 @@ class Gateway:
         except Exception as e:  # a failed claim is no claim: the call does not run
             log.exception("claiming step %d of %s failed", index, bound.id)
             self._record(decision, entry, "gateway_error", 0, error={"message": f"{type(e).__name__}", **where})
-            return error_result("gateway_error", f"claiming the plan step failed ({type(e).__name__}); "
+            return error_result(reasons.GATEWAY_ERROR, f"claiming the plan step failed ({type(e).__name__}); "
                                 "the call was not made", decision)
         return None
 
@@ -435,7 +436,7 @@ class Gateway:
         decision = self._decide(entry, args, plan)
         if decision is None:
             return deny_result(self.pdp.refuse_input(InputError(
-                f"the call to {name} could not be turned into a policy input", code="gateway_error")))
+                f"the call to {name} could not be turned into a policy input", code=reasons.GATEWAY_ERROR)))
         if not decision.allow:
             return deny_result(decision)
         unmet = sorted({o.code for o in decision.obligations} - {"lock_session"})
@@ -452,7 +453,7 @@ class Gateway:
             log.exception("%s failed", name)
             self._record(decision, entry, "gateway_error", (time.perf_counter_ns() - start) // 1000,
                          error={"message": f"{type(e).__name__}: {e}"[:500]})
-            return error_result("gateway_error", f"{name} failed ({type(e).__name__})", decision)
+            return error_result(reasons.GATEWAY_ERROR, f"{name} failed ({type(e).__name__})", decision)
         result = types.CallToolResult(content=[types.TextContent(type="text", text=answer.text)],
                                       structured_content=answer.data)
         self._record(decision, entry, "ok", (time.perf_counter_ns() - start) // 1000, result=result)
@@ -740,7 +741,7 @@ class Gateway:
             decided = self._decide_input(lambda: self._policy_input(
                 method, Tool(server=server, name=name), args, self._session_now(), plan), f"{method} of {server}")
         decision = decided or self.pdp.refuse_input(InputError(
-            f"{method} of {server} could not be turned into a policy input", code="gateway_error"))
+            f"{method} of {server} could not be turned into a policy input", code=reasons.GATEWAY_ERROR))
         if not decision.allow:
             raise MCPError(types.INVALID_REQUEST, deny_text(decision), data=decision_meta(decision))
         unmet = sorted({o.code for o in decision.obligations} - {"lock_session"})

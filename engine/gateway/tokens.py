@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from writ.engine.errors import ConflictError, NotFoundError, StoreError
-from writ.engine.store.db import Store, describe_db_error
-from writ.engine.store.tables import GatewayTokenRow, PrincipalRow
+from writ.engine.core import reasons
+from writ.engine.core.db import Database, describe_db_error
+from writ.engine.core.errors import ConflictError, NotFoundError, StoreError
+from writ.engine.core.tables import GatewayTokenRow, PrincipalRow
 
 PREFIX = "writ_"
 _DB_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -43,7 +44,7 @@ def _record(row: GatewayTokenRow) -> TokenRecord:
 
 
 class TokenStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     def _fail(self, what: str, e: SQLAlchemyError) -> StoreError:
@@ -59,7 +60,7 @@ class TokenStore:
             with self._store.session(write=True) as session:
                 if session.get(PrincipalRow, principal) is None:
                     raise NotFoundError(f"no principal {principal!r}; add it with "
-                                        f"`writ principals add {principal} --role ROLE`", code="principal_not_found")
+                                        f"`writ principals add {principal} --role ROLE`", code=reasons.PRINCIPAL_NOT_FOUND)
                 session.add(row)
                 session.commit()
                 session.refresh(row)
@@ -80,9 +81,9 @@ class TokenStore:
             with self._store.session(write=True) as session:
                 row = session.get(GatewayTokenRow, token_id)
                 if row is None:
-                    raise NotFoundError(f"no token {token_id!r} (see `writ tokens list`)", code="token_not_found")
+                    raise NotFoundError(f"no token {token_id!r} (see `writ tokens list`)", code=reasons.TOKEN_NOT_FOUND)
                 if row.revoked_at is not None:
-                    raise ConflictError(f"token {token_id} is already revoked", code="token_revoked")
+                    raise ConflictError(f"token {token_id} is already revoked", code=reasons.TOKEN_REVOKED)
                 row.revoked_at = datetime.now(UTC).strftime(_DB_TIME)
                 session.add(row)
                 session.commit()

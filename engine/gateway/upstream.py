@@ -22,6 +22,7 @@ upstream: what a server may touch is the operator's configuration, not the agent
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -36,13 +37,19 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import SessionMessage
 
-from writ.engine.errors import InputError, WritError
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
 from writ.engine.gateway.passthrough import Router
 from writ.plans.canonical import digest
+
+# Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
+# gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
+# Scoped to the gateway's own modules; every gateway module imports this one.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"writ\.engine\.gateway(\.|$)")
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +77,13 @@ class Relay(Protocol):
 class UpstreamUnavailable(WritError):
     """The upstream server is not running or its connection is gone; the call was not made (or was cut off)."""
 
-    code = "upstream_unavailable"
+    code = reasons.UPSTREAM_UNAVAILABLE
 
 
 class UpstreamTimeout(WritError):
     """The upstream did not answer within the call timeout; it may or may not have acted."""
 
-    code = "upstream_timeout"
+    code = reasons.UPSTREAM_TIMEOUT
 
 
 def definition_digest(tool: types.Tool) -> str:

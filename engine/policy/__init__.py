@@ -1,11 +1,8 @@
-"""Rego policy evaluation: one decision interface, two engines.
+"""Rego policy evaluation: one decision interface, two engines, and the decision point that uses them.
 
     from writ.engine.policy.embedded import EmbeddedEngine
     engine = EmbeddedEngine.from_dir(Path("policies"))
     decision = engine.decide(policy_input)      # never raises: any failure is a deny
+
+``pdp.DecisionPoint`` bounds the input, decides, appends the decision to the audit log, and fails closed.
 """
-
-import os
-
-# regorus (Rust) reads this lazily, at its first error: keep backtraces out of user-facing messages.
-os.environ.setdefault("RUST_LIB_BACKTRACE", "0")

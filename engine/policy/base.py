@@ -22,10 +22,11 @@ from typing import Any, ClassVar, Literal
 
 import pydantic
 
-from writ.engine.bounds import check_depth, check_size
-from writ.engine.errors import InputError, PolicyEvaluationError
+from writ.engine.core import reasons
+from writ.engine.core.bounds import check_depth, check_size
+from writ.engine.core.errors import InputError, PolicyEvaluationError
+from writ.engine.core.settings import Limits
 from writ.engine.policy.models import Decision, PolicyInput, PolicyResult, Reason
-from writ.engine.settings import Limits
 
 DECISION_PATH = "writ.authz.decision"
 
@@ -132,18 +133,18 @@ class PolicyEngine(ABC):
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            return deny("engine_error", f"{type(e).__name__}: {str(e)[:200]}", engine=self.name,
+            return deny(reasons.ENGINE_ERROR, f"{type(e).__name__}: {str(e)[:200]}", engine=self.name,
                         revision=revision, duration_us=elapsed(), decision_id=decision_id)
         # Reasons are deny reasons: an allow that carries one is a deny, and a deny
         # must say why, so a bare ``allow: false`` gets a reason of its own.
         allow = result.allow and not result.reasons
-        reasons = list(result.reasons)
-        if not allow and not reasons:
-            reasons.append(Reason(code="denied_without_reason", message="the policy denied the call and gave no reason"))
+        found = list(result.reasons)
+        if not allow and not found:
+            found.append(Reason(code=reasons.DENIED_WITHOUT_REASON, message="the policy denied the call and gave no reason"))
         return Decision(
             decision_id=decision_id,
             allow=allow,
-            reasons=sorted(reasons, key=lambda r: (r.code, r.message)),
+            reasons=sorted(found, key=lambda r: (r.code, r.message)),
             obligations=sorted(result.obligations, key=lambda o: (o.code, o.message)),
             policy_revision=revision,
             engine=self.name,

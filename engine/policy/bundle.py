@@ -18,7 +18,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from writ.engine.errors import InputError
+from writ.engine.core.errors import InputError
 from writ.engine.policy.policyset import PolicySet
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024

@@ -22,10 +22,11 @@ from typing import Any
 
 import regorus
 
-from writ.engine.errors import PolicyEvaluationError, PolicyLoadError
+from writ.engine.core import reasons
+from writ.engine.core.errors import PolicyEvaluationError, PolicyLoadError
+from writ.engine.core.settings import Limits
 from writ.engine.policy.base import PolicyEngine
 from writ.engine.policy.policyset import PolicySet, fingerprint, load_policy_set, regorus_error_text
-from writ.engine.settings import Limits
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def query_value(engine: Any, path: str) -> Any:
     out = json.loads(engine.eval_query_as_json(f"data.{path}"))
     results = out.get("result") or []
     if not results:
-        raise PolicyEvaluationError(f"data.{path} is undefined for this input", code="policy_undefined")
+        raise PolicyEvaluationError(f"data.{path} is undefined for this input", code=reasons.POLICY_UNDEFINED)
     return results[0]["expressions"][0]["value"]
 
 
@@ -120,5 +121,5 @@ class EmbeddedEngine(PolicyEngine):
                 raise
             self._local.engine = None  # never reuse an engine that failed mid-evaluation
             raise PolicyEvaluationError(
-                f"embedded engine failed: {regorus_error_text(e)}", code="engine_error"
+                f"embedded engine failed: {regorus_error_text(e)}", code=reasons.ENGINE_ERROR
             ) from None

@@ -32,7 +32,7 @@ from typing import Any
 
 import rfc8785
 
-from writ.engine.errors import PolicyLoadError
+from writ.engine.core.errors import PolicyLoadError
 
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")  # keep Rust backtraces out of user-facing errors
 import regorus

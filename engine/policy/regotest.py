@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from writ.engine.errors import PolicyEvaluationError
+from writ.engine.core.errors import PolicyEvaluationError
 from writ.engine.policy.embedded import build_regorus, query_value
 from writ.engine.policy.policyset import load_policy_set, regorus_error_text
 

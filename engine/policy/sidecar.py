@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
-from writ.engine.errors import ConfigError, PolicyEvaluationError
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError, PolicyEvaluationError
+from writ.engine.core.settings import Limits
 from writ.engine.policy.base import PolicyEngine
-from writ.engine.settings import Limits
 
 
 class OpaSidecarEngine(PolicyEngine):
@@ -59,21 +60,21 @@ class OpaSidecarEngine(PolicyEngine):
         except requests.Timeout:
             raise PolicyEvaluationError(
                 f"OPA at {self.url} did not answer within {self.limits.engine_timeout_s}s",
-                code="engine_timeout",
+                code=reasons.ENGINE_TIMEOUT,
             ) from None
         except requests.ConnectionError as e:
             raise PolicyEvaluationError(
-                f"cannot reach OPA at {self.url}: {type(e).__name__}", code="engine_unavailable"
+                f"cannot reach OPA at {self.url}: {type(e).__name__}", code=reasons.ENGINE_UNAVAILABLE
             ) from None
         except requests.HTTPError as e:
-            raise PolicyEvaluationError(_http_error_text(e), code="engine_error") from None
+            raise PolicyEvaluationError(_http_error_text(e), code=reasons.ENGINE_ERROR) from None
         except (requests.RequestException, ValueError) as e:
-            raise PolicyEvaluationError(f"bad answer from OPA at {self.url}: {e}", code="engine_error") from None
+            raise PolicyEvaluationError(f"bad answer from OPA at {self.url}: {e}", code=reasons.ENGINE_ERROR) from None
         if not isinstance(body, dict):
-            raise PolicyEvaluationError("OPA answered with a non-object body", code="engine_error")
+            raise PolicyEvaluationError("OPA answered with a non-object body", code=reasons.ENGINE_ERROR)
         self._revision = _bundle_revision(body.get("provenance"))
         if "result" not in body:
-            raise PolicyEvaluationError(f"data.{path} is undefined in OPA for this input", code="policy_undefined")
+            raise PolicyEvaluationError(f"data.{path} is undefined in OPA for this input", code=reasons.POLICY_UNDEFINED)
         return body["result"]
 
     def close(self) -> None:

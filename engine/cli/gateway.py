@@ -1,0 +1,72 @@
+"""``writ mcp``: the gateway as a stdio MCP server, acting for one principal of the trust store.
+
+    $ writ principals add plan-bot --role planner && writ keys new --principal plan-bot
+    $ writ mcp --principal plan-bot --config writ.toml --data-dir ~/.writ
+
+stdout is the MCP wire: nothing else is printed there. Startup errors are one line on
+stderr (``error[code]: message``, exit 1); logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import anyio
+import click
+
+from writ.engine.cli.common import writ_command
+from writ.engine.core.settings import Settings
+
+
+@click.command("mcp")
+@click.option("--principal", required=True, metavar="NAME",
+              help="Who the gateway acts for: a principal of the trust store (writ principals add).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("writ.toml"),
+              show_default=True, help="The gateway config: upstream servers and timeouts.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A planner's private key for signing plans (default: its newest trusted key in <data dir>/keys).")
+@click.option("-v", "--verbose", is_flag=True, help="Log upstream starts and restarts (to stderr).")
+@writ_command
+def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool) -> None:
+    """Serve MCP on stdin/stdout: every upstream tool, each call decided by policy and audited.
+
+    Tools are exposed as <server>__<tool>, beside Writ's own plan tools (writ__writ_plan_propose,
+    _status, _begin, _finish). The principal and its role come from the trust store, its groups
+    from the policy data. Point an MCP client (Claude Desktop, Claude Code) at this command; it
+    runs until the client closes stdin.
+
+    \b
+    Example:
+      writ mcp --principal plan-bot --config examples/writ.toml
+      claude mcp add writ -- writ mcp --principal exec-bot --config /srv/writ.toml --data-dir /srv/writ
+    """
+    from writ.attestations.audit import AuditLog
+    from writ.engine.core.db import open_database
+    from writ.engine.gateway.exposure import load_safe_config
+    from writ.engine.gateway.governance import resolve_principal
+    from writ.engine.gateway.server import Gateway
+    from writ.engine.policy.pdp import DecisionPoint, make_engine
+    from writ.engine.wiring.services import wire_services
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="writ mcp: %(levelname)s %(name)s: %(message)s")
+    if verbose:
+        logging.getLogger("writ").setLevel(logging.INFO)
+    settings: Settings = click.get_current_context().obj
+    config = load_safe_config(config_path, settings)
+    with open_database(settings) as store:
+        audit = AuditLog(store)
+        pdp = DecisionPoint(make_engine(settings), audit)
+        try:
+            stores = wire_services(settings, store, engine=pdp.engine, audit=audit)
+            who = resolve_principal(stores.trust, principal)
+            anyio.run(Gateway(pdp, config, who, stores, key_file=key_file).serve_stdio)
+        except KeyboardInterrupt:
+            pass  # the upstreams were stopped on the way out
+        finally:
+            pdp.close()
+
+
+if __name__ == "__main__":
+    mcp()

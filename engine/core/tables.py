@@ -1,0 +1,198 @@
+"""Writ's tables, as SQLModel classes. The schema itself is made by the migrations in ``migrations/``.
+
+    from sqlmodel import col, select
+    from writ.engine.core.tables import AuditLogRow
+
+    with store.session() as session:
+        last = session.exec(select(AuditLogRow).order_by(col(AuditLogRow.seq).desc())).first()
+
+Rows of ``audit_log`` are written only by ``writ.attestations.audit.AuditLog.append``;
+its constraints keep the chain linear: ``seq`` and ``prev_hash`` are unique (two
+entries can never claim the same predecessor), ``seq`` starts at 1, and only
+entry 1 links to the genesis hash.
+
+The trust store (``principals``, ``trust_keys``) is written by
+``writ.plans.trust_store.TrustStore``; plans, their approvals and step claims by
+``writ.plans.store.PlanStore``. The database enforces what must hold across
+processes: a key has its principal's role (a composite foreign key), principal
+names are unique ignoring case, the same approval envelope is stored once, and a
+plan step is claimed at most once (``UNIQUE (plan_id, step_index)``).
+
+Times are UTC text, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (fixed width, so text order is
+time order on both SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+GENESIS_HASH = "sha256:" + "0" * 64
+"""The ``prev_hash`` of the first audit entry."""
+
+
+class AuditLogRow(SQLModel, table=True):
+    """One stored audit entry, exactly as hashed (see ``writ.attestations.audit``)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
+        UniqueConstraint("entry_hash", name="uq_audit_log_entry_hash"),
+        CheckConstraint("seq >= 1", name="ck_audit_log_seq_positive"),
+        CheckConstraint(
+            f"(seq = 1 AND prev_hash = '{GENESIS_HASH}') OR (seq > 1 AND prev_hash <> '{GENESIS_HASH}')",
+            name="ck_audit_log_genesis",
+        ),
+    )
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    kind: str = Field(sa_column=Column(String(64), nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(71), nullable=False))
+    entry_hash: str = Field(sa_column=Column(String(71), nullable=False))
+
+
+ROLES = ("planner", "executor", "approver", "auditor", "admin")
+PLAN_STATES = ("proposed", "pending", "approved", "rejected", "expired", "executing", "completed", "failed", "aborted")
+STEP_OUTCOMES = ("succeeded", "failed")
+STEP_CLAIM_UNIQUE = "uq_step_claims_plan_step"
+"""The constraint that makes a step claim exactly-once; its violation is ``StepAlreadyClaimed``."""
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class PrincipalRow(SQLModel, table=True):
+    """A principal: a person or an agent identity, with exactly one role."""
+
+    __tablename__ = "principals"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="ck_principals_role"),
+        UniqueConstraint("name", "role", name="uq_principals_name_role"),  # target of trust_keys' foreign key
+        Index("uq_principals_name_lower", text("lower(name)"), unique=True),
+    )
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class TrustedKeyRow(SQLModel, table=True):
+    """A trusted Ed25519 public key of one principal, in that principal's role, with its validity window."""
+
+    __tablename__ = "trust_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["principal", "role"], ["principals.name", "principals.role"], name="fk_trust_keys_principal_role"
+        ),
+        CheckConstraint(_in("role", ROLES), name="ck_trust_keys_role"),
+        Index("ix_trust_keys_principal", "principal"),
+    )
+
+    key_id: str = Field(sa_column=Column(String(71), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), nullable=False))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    public_key: str = Field(sa_column=Column(String(64), nullable=False))  # base64 of the 32 raw bytes
+    not_before: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    not_after: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class PlanRow(SQLModel, table=True):
+    """A submitted plan: the exact envelope bytes as received, and where it stands in its lifecycle."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint(_in("state", PLAN_STATES), name="ck_plans_state"),
+        Index("ix_plans_state_expires_at", "state", "expires_at"),
+    )
+
+    id: str = Field(sa_column=Column(String(71), primary_key=True))  # Plan.id, sha256:<hex> of the payload
+    planner: str = Field(sa_column=Column(String(128), nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    executor: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))  # the plan's own created_at
+    expires_at: str = Field(sa_column=Column(String(32), nullable=False))  # the plan's own expires_at
+    submitted_at: str = Field(sa_column=Column(String(32), nullable=False))
+    updated_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class ApprovalRow(SQLModel, table=True):
+    """A signed approval or rejection of a plan, kept exactly as received, in the order received."""
+
+    __tablename__ = "plan_approvals"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "envelope_digest", name="uq_plan_approvals_envelope"),
+        CheckConstraint("decision IN ('approve', 'reject')", name="ck_plan_approvals_decision"),
+        Index("ix_plan_approvals_plan_id", "plan_id", "seq"),
+    )
+
+    seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    plan_id: str = Field(sa_column=Column(String(71), ForeignKey("plans.id"), nullable=False))
+    approver: str = Field(sa_column=Column(String(128), nullable=False))
+    key_id: str = Field(sa_column=Column(String(71), nullable=False))  # the trusted key that verified it
+    decision: str = Field(sa_column=Column(String(8), nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    envelope_digest: str = Field(sa_column=Column(String(71), nullable=False))  # of the envelope's canonical JSON
+    received_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class StepClaimRow(SQLModel, table=True):
+    """One executor's claim on one plan step. ``uq_step_claims_plan_step`` makes every step run at most once."""
+
+    __tablename__ = "step_claims"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "step_index", name=STEP_CLAIM_UNIQUE),
+        CheckConstraint("step_index >= 0", name="ck_step_claims_step_index"),
+        CheckConstraint(
+            f"(outcome IS NULL AND finished_at IS NULL) OR ({_in('outcome', STEP_OUTCOMES)} AND finished_at IS NOT NULL)",
+            name="ck_step_claims_outcome",
+        ),
+    )
+
+    seq: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    plan_id: str = Field(sa_column=Column(String(71), ForeignKey("plans.id"), nullable=False))
+    step_index: int = Field(sa_column=Column(Integer, nullable=False))
+    executor: str = Field(sa_column=Column(String(128), nullable=False))
+    claimed_at: str = Field(sa_column=Column(String(32), nullable=False))
+    args_digest: str = Field(sa_column=Column(String(71), nullable=False))
+    result_digest: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))
+    outcome: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    finished_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class GatewayTokenRow(SQLModel, table=True):
+    """A bearer token of the gateway's HTTP transport (``writ tokens new``): only its sha256 is kept.
+
+    A token acts for one principal of the trust store; a revoked token stays, so its id is never reused.
+    """
+
+    __tablename__ = "gateway_tokens"
+    __table_args__ = (
+        UniqueConstraint("token_sha256", name="uq_gateway_tokens_token_sha256"),
+        Index("ix_gateway_tokens_principal", "principal"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(71), nullable=False))  # sha256:<hex> of the token text
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))

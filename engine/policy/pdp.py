@@ -1,0 +1,105 @@
+"""The policy decision point: decide, then log, and deny whenever either fails.
+
+    pdp = DecisionPoint.from_settings(Settings())
+    decision = pdp.decide(policy_input)        # already in the audit log when it returns
+
+An allow is only ever returned after its audit entry is committed. If the append
+fails, the decision becomes a deny with reason ``audit_unavailable`` (and, since the
+log cannot take it, the denial is written to the process log instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import rfc8785
+
+from writ.attestations.audit import AuditLog
+from writ.engine.core import reasons
+from writ.engine.core.bounds import parse_json_bounded
+from writ.engine.core.db import open_database
+from writ.engine.core.errors import AuditError, InputError
+from writ.engine.core.settings import Settings
+from writ.engine.policy.base import PolicyEngine, canonical_input_json, deny
+from writ.engine.policy.embedded import EmbeddedEngine
+from writ.engine.policy.models import Decision, PolicyInput
+from writ.engine.policy.sidecar import OpaSidecarEngine
+
+log = logging.getLogger(__name__)
+
+# Inputs refused for their size or depth are not copied into the log, only named.
+_UNLOGGABLE = {"input_too_large", "input_too_deep"}
+
+
+def make_engine(settings: Settings) -> PolicyEngine:
+    """The engine the settings ask for (PolicyLoadError / ConfigError if it cannot start)."""
+    if settings.engine == "opa":
+        return OpaSidecarEngine(settings.opa_url, settings.limits)
+    return EmbeddedEngine(settings.effective_policy_dir, settings.limits)
+
+
+def audit_payload(decision: Decision, inp: PolicyInput | dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"decision": decision.model_dump(mode="json")}
+    if set(decision.reason_codes) & _UNLOGGABLE:
+        payload["input"] = None
+        return payload
+    text = canonical_input_json(inp)
+    payload["input"] = rfc8785_safe(inp)
+    payload["input_sha256"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return payload
+
+
+def rfc8785_safe(inp: PolicyInput | dict[str, Any]) -> Any:
+    """The input as JSON data, or its JSON text when it holds values RFC 8785 cannot encode."""
+    doc = inp.model_dump(mode="json", by_alias=True) if isinstance(inp, PolicyInput) else inp
+    try:
+        rfc8785.dumps(doc)
+    except Exception:  # noqa: BLE001 - e.g. integers beyond 2**53: keep the exact text instead
+        return {"json_text": canonical_input_json(inp)}
+    return doc
+
+
+class DecisionPoint:
+    def __init__(self, engine: PolicyEngine, audit: AuditLog) -> None:
+        self.engine = engine
+        self.audit = audit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecisionPoint:
+        return cls(make_engine(settings), AuditLog(open_database(settings)))
+
+    def decide_json(self, raw: bytes | str) -> Decision:
+        """Decide an input given as JSON text from outside (size and depth bounded first)."""
+        try:
+            doc = parse_json_bounded(raw, self.engine.limits)
+        except InputError as e:
+            return self.refuse_input(e)
+        if not isinstance(doc, dict):
+            return self.refuse_input(InputError("the input must be a JSON object", code=reasons.INPUT_INVALID))
+        return self.decide(doc)
+
+    def refuse_input(self, err: InputError) -> Decision:
+        """A logged deny for input that could not even be parsed."""
+        decision = deny(err.code, err.message, engine=self.engine.name, revision=self.engine.revision)
+        return self._log(decision, {"decision": decision.model_dump(mode="json"), "input": None})
+
+    def decide(self, inp: PolicyInput | dict[str, Any]) -> Decision:
+        decision = self.engine.decide(inp)
+        return self._log(decision, audit_payload(decision, inp))
+
+    def _log(self, decision: Decision, payload: dict[str, Any]) -> Decision:
+        try:
+            self.audit.append("decision", payload)
+        except AuditError as e:
+            denied = deny(reasons.AUDIT_UNAVAILABLE, e.message, engine=self.engine.name,
+                          revision=decision.policy_revision, duration_us=decision.duration_us,
+                          decision_id=decision.decision_id)
+            log.error("decision %s denied: audit log unavailable (%s); policy said allow=%s reasons=%s",
+                      decision.decision_id, e.message, decision.allow, decision.reason_codes)
+            return denied
+        return decision
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,144 @@
+"""The trust store and the plan store of a data directory, wired the same way by every part of Writ.
+
+    with open_services(settings) as w:                  # the CLI: its own database connection
+        w.trust.add_principal("alice", "approver")
+    stores = wire_services(settings, store, engine=pdp.engine, audit=pdp.audit)   # the gateway: shares its own
+    key, path = find_signing_key(settings, stores.trust, "plan-bot")           # from <data dir>/keys/
+
+Groups always come from the policy set (``data.writ.groups``): from the embedded engine
+when it decides, else from the local policy directory beside an OPA sidecar. Approvals are
+evaluated by the engine that decides (embedded or OPA).
+
+Private keys live in ``<data dir>/keys/`` (mode 0700), one PEM file per key named
+``<principal>-<12 hex of the key id>.pem`` (what ``writ keys new`` writes). A file name is
+only a hint: ``find_signing_key`` loads the candidates and takes the newest key that the
+trust store holds, valid now, for that principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from writ.attestations.audit import AuditLog
+from writ.engine.core import reasons
+from writ.engine.core.db import Database, open_database
+from writ.engine.core.errors import ConfigError, NotFoundError, WritError
+from writ.engine.core.settings import Settings
+from writ.plans.approval_policy import PolicyEvaluator
+from writ.plans.keys import PrivateKey, short_key_id
+from writ.plans.store import PlanStore
+from writ.plans.trust_store import TrustStore, policy_groups
+
+if TYPE_CHECKING:
+    from writ.engine.policy.base import PolicyEngine
+
+__all__ = ["Services", "find_signing_key", "key_file_name", "keys_dir", "open_services", "wire_services"]
+
+
+@dataclass
+class Services:
+    """What every plan operation needs: the settings, the trust store, the plan store, the approval evaluator."""
+
+    settings: Settings
+    store: Database
+    trust: TrustStore
+    plans: PlanStore
+    policy: PolicyEvaluator
+
+
+def wire_services(
+    settings: Settings, store: Database, *, engine: PolicyEngine | None = None, audit: AuditLog | None = None
+) -> Services:
+    """The trust and plan stores on ``store``. ``engine``: the engine already deciding (reused, not reloaded)."""
+    from writ.engine.policy.embedded import EmbeddedEngine
+    from writ.engine.policy.pdp import make_engine
+
+    local = engine if isinstance(engine, EmbeddedEngine) else EmbeddedEngine(
+        settings.effective_policy_dir, settings.limits)  # data.writ.groups lives here
+    policy: PolicyEvaluator = local if settings.engine == "embedded" else (engine or make_engine(settings))
+    audit = audit or AuditLog(store)
+    trust = TrustStore(store, policy_groups(local), audit=audit)
+    plans = PlanStore(store, trust, policy, limits=settings.limits.plans, audit=audit)
+    return Services(settings, store, trust, plans, policy)
+
+
+@contextmanager
+def open_services(settings: Settings, *, create: bool = True) -> Iterator[Services]:
+    """Open the database of ``settings`` and wire the stores on it; closed on exit."""
+    with open_database(settings, create=create) as store:
+        yield wire_services(settings, store)
+
+
+def keys_dir(settings: Settings, *, create: bool = True) -> Path:
+    """``<data dir>/keys``, created with mode 0700; ``ConfigError`` if others may use it."""
+    path = settings.home / "keys"
+    try:
+        if create:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        raise NotFoundError(f"there is no keys directory {path}", code=reasons.SIGNING_KEY_MISSING) from None
+    except OSError as e:
+        raise ConfigError(f"cannot {'create' if create else 'read'} the keys directory {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"keys directory {path} has mode {mode:04o}; only its owner may use it (chmod 700 {path})",
+            code=reasons.KEY_DIR_INSECURE,
+        )
+    return path
+
+
+def key_file_name(principal: str, key_id: str) -> str:
+    """``<principal>-<12 hex>.pem``: where ``writ keys new`` puts a principal's private key."""
+    return f"{principal}-{short_key_id(key_id)}.pem"
+
+
+def find_signing_key(
+    settings: Settings, trust: TrustStore, principal: str, *, key_file: Path | None = None, now: datetime | None = None
+) -> tuple[PrivateKey, Path]:
+    """The private key ``principal`` signs with now, and its file.
+
+    With ``key_file``, that file; else the newest of ``<data dir>/keys/<principal>-*.pem``
+    whose public key the trust store holds for ``principal``, valid at ``now``. Errors
+    (``NotFoundError`` ``signing_key_missing``) say what was tried and how to fix it.
+    """
+    now = now or datetime.now(UTC)
+    trusted = {k.key_id: k for k in trust.keys(principal) if k.status(now) == "valid"}
+    fix = f"create one with `writ keys new --principal {principal} --data-dir {settings.home}`"
+    if key_file is not None:
+        key = PrivateKey.load(key_file)
+        if key.key_id not in trusted:
+            raise NotFoundError(
+                f"key {short_key_id(key.key_id)} in {key_file} is not a valid trusted key of {principal!r} "
+                f"(see `writ keys list --principal {principal}`)",
+                code=reasons.SIGNING_KEY_UNTRUSTED,
+            )
+        return key, key_file
+    if not trusted:
+        raise NotFoundError(f"principal {principal!r} has no valid trusted key: {fix}", code=reasons.SIGNING_KEY_MISSING)
+    directory = keys_dir(settings, create=False)
+    found: list[tuple[datetime, PrivateKey, Path]] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob(f"{principal}-*.pem")):
+        try:
+            key = PrivateKey.load(path)
+        except WritError as e:
+            problems.append(f"{path.name}: {e.message}")
+            continue
+        record = trusted.get(key.key_id)
+        if record is not None:
+            found.append((record.created_at, key, path))
+    if not found:
+        tried = f" (skipped: {'; '.join(problems)})" if problems else ""
+        raise NotFoundError(
+            f"no private key of {principal!r} in {directory} matches its valid trusted keys "
+            f"({', '.join(short_key_id(k) for k in trusted)}){tried}: {fix}",
+            code=reasons.SIGNING_KEY_MISSING,
+        )
+    _, key, path = max(found, key=lambda f: f[0])
+    return key, path

@@ -1,0 +1,64 @@
+"""`writ demo` end to end, as a user runs it: a subprocess, its narration, its exit code, what it left behind."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from support.gateway import commit_count, require_upstreams
+
+from writ.attestations.audit import AuditLog
+from writ.engine.core.db import open_database
+from writ.engine.core.settings import Settings
+
+DEMO = [sys.executable, "-m", "writ.engine.cli.demo"]  # the `writ demo` command
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DEMO, *map(str, args)], capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_the_demo_runs_end_to_end_and_says_what_happened(tmp_path: Path) -> None:
+    require_upstreams()
+    data = tmp_path / "demo-data"
+    done = run("--data-dir", data)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert f"data dir   {data}" in out
+    for line in [
+        r"plan-bot\s+planner\s+key [0-9a-f]{12}",
+        r"alice\s+approver\s+key [0-9a-f]{12}\s+groups: code-owners",
+        r"allowed\s+plan-bot git__git_status\s+On branch main",
+        r"A: plan sha256:[0-9a-f]{12}\.\. is pending: Add a CHANGELOG for 0.1.0",
+        r"DENIED\s+exec-bot fs__write_file CHANGELOG.md\s+\[plan_required\]",
+        r"DENIED\s+exec-bot writ__writ_plan_begin A\s+\[plan_not_approved\]",
+        r"DENIED\s+plan-bot fs__write_file CHANGELOG.md\s+\[planner_cannot_write\]",
+        r"bob\s+approves plan A .*: 2/2 \(alice, bob\); plan A approved",
+        r"allowed\s+exec-bot \[2\] git__git_commit\s+Changes committed successfully",
+        r"DENIED\s+exec-bot \[0\] fs__write_file again\s+\[step_already_claimed\]",
+        r"DENIED\s+exec-bot fs__write_file docs/\.\./\.\.\s+\[step_not_in_plan\]",
+        r"has a '\.\.' segment",
+        r"DENIED\s+exec-bot fs__write_file other text\s+\[session_locked, step_not_in_plan\]",
+        (r"plan sha256:[0-9a-f]{12}\.\. completed\s+Add a CHANGELOG for 0.1.0: \[0\] succeeded, \[1\] succeeded, "
+        r"\[2\] succeeded"),
+        r"audit log OK: \d+ entries",
+        (r"^demo OK: plan A completed \(3 steps, each ran once\); plan B aborted after exec-bot left it; 6 calls "
+        r"refused \(plan_required, plan_not_approved, planner_cannot_write, step_already_claimed, "
+        r"step_not_in_plan x2\); audit log verified \(\d+ entries\)$"),
+    ]:
+        assert re.search(line, out, re.MULTILINE), f"missing {line!r} in:\n{out}"
+
+    repo = data / "demo" / "repo"
+    assert commit_count(repo) == 2 and (repo / "CHANGELOG.md").exists() and not (repo / "docs" / "usage.md").exists()
+    with open_database(Settings(home=data), create=False) as store:
+        report = AuditLog(store).verify()
+    assert report.ok and str(report.entries) in out
+
+
+def test_the_demo_wants_a_fresh_data_directory(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("x")
+    done = run("--data-dir", tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"error[demo_data_dir_not_empty]: {tmp_path} is not empty")

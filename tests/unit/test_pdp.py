@@ -1,0 +1,99 @@
+"""The decision point: every decision is in the audit log before it is returned; no log, no allow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from support.factories import call_input, plan_context
+
+from writ.attestations.audit import AuditLog
+from writ.engine.core.db import open_database
+from writ.engine.core.settings import Settings
+from writ.engine.policy.embedded import EmbeddedEngine
+from writ.engine.policy.pdp import DecisionPoint
+
+
+@pytest.fixture
+def pdp(settings: Settings) -> DecisionPoint:
+    return DecisionPoint.from_settings(settings)
+
+
+def logged_decisions(pdp: DecisionPoint) -> list[dict]:
+    return [e.payload for e in pdp.audit.tail(1000) if e.kind == "decision"]
+
+
+def test_allow_and_deny_are_both_logged_with_input_and_revision(pdp: DecisionPoint) -> None:
+    allowed = pdp.decide(call_input(tool="git_status"))
+    denied = pdp.decide(call_input(tool="git_commit", role="planner", principal="plan-bot"))
+    assert allowed.allow and not denied.allow
+    assert "planner_cannot_write" in denied.reason_codes
+    logged = logged_decisions(pdp)
+    assert [p["decision"]["decision_id"] for p in logged] == [allowed.decision_id, denied.decision_id]
+    assert logged[1]["input"]["principal"] == "plan-bot"
+    assert logged[1]["input_sha256"].startswith("sha256:")
+    assert {p["decision"]["policy_revision"] for p in logged} == {pdp.engine.revision}
+    assert pdp.audit.verify().ok
+
+
+def test_audit_refusal_turns_an_allow_into_a_deny(settings: Settings) -> None:
+    store = open_database(settings)
+    pdp = DecisionPoint(EmbeddedEngine(settings.effective_policy_dir, settings.limits), AuditLog(store))
+    assert pdp.decide(call_input(tool="git_status")).allow
+    with store.connect(write=True) as conn:
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON audit_log "
+                          "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END"))
+        conn.commit()
+    decision = pdp.decide(call_input(tool="git_status"))
+    assert not decision.allow
+    assert decision.reason_codes == ["audit_unavailable"]
+    assert "disk quota exceeded" in decision.reasons[0].message
+
+
+def test_oversized_and_too_deep_json_are_logged_denials_without_the_input(pdp: DecisionPoint) -> None:
+    big = json.dumps(call_input(args={"blob": "x" * 2_000_000}))
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    d1, d2 = pdp.decide_json(big), pdp.decide_json(deep)
+    assert (d1.allow, d1.reason_codes) == (False, ["input_too_large"])
+    assert (d2.allow, d2.reason_codes) == (False, ["input_too_deep"])
+    logged = logged_decisions(pdp)
+    assert [p["decision"]["reasons"][0]["code"] for p in logged] == ["input_too_large", "input_too_deep"]
+    assert all(p["input"] is None for p in logged)
+
+
+def test_input_that_is_not_an_object_is_a_logged_denial(pdp: DecisionPoint) -> None:
+    for raw in (b"[1, 2]", b"not json"):
+        assert not pdp.decide_json(raw).allow
+    assert [p["decision"]["reasons"][0]["code"] for p in logged_decisions(pdp)] == ["input_invalid", "input_not_json"]
+
+
+def test_huge_integers_in_args_are_logged_as_exact_json_text(pdp: DecisionPoint) -> None:
+    d = pdp.decide(call_input(tool="git_log", args={"max_count": 2**70}))
+    assert d.allow
+    assert str(2**70) in logged_decisions(pdp)[0]["input"]["json_text"]
+
+
+def test_executor_write_under_a_matching_plan_is_allowed_and_logged(pdp: DecisionPoint) -> None:
+    d = pdp.decide(call_input(tool="git_commit", args={"message": "fix"}, plan=plan_context()))
+    assert d.allow and d.has_obligation("plan_required")
+    assert logged_decisions(pdp)[0]["decision"]["allow"] is True
+
+
+def test_the_data_directory_is_created_private(settings: Settings) -> None:
+    DecisionPoint.from_settings(settings)
+    assert Path(settings.home).is_dir()
+    assert Path(settings.home).stat().st_mode & 0o077 == 0
+
+
+def test_an_engine_failure_is_a_logged_deny(settings: Settings) -> None:
+    """Sidecar down: the deny carries engine_unavailable and is in the audit log like any decision."""
+    from support.opa import unused_port
+
+    from writ.engine.policy.sidecar import OpaSidecarEngine
+
+    pdp = DecisionPoint(OpaSidecarEngine(f"http://127.0.0.1:{unused_port()}"), AuditLog(open_database(settings)))
+    d = pdp.decide(call_input(tool="git_status"))
+    assert (d.allow, d.reason_codes) == (False, ["engine_unavailable"])
+    assert logged_decisions(pdp)[0]["decision"]["reasons"][0]["code"] == "engine_unavailable"
