@@ -63,7 +63,7 @@ from writ.engine.core.errors import (
 from writ.engine.core.ports import AuditSink
 from writ.engine.core.tables import ApprovalRow, PlanRow, StepClaimRow
 from writ.plans import dsse
-from writ.plans.approval_policy import PolicyApprovalResult, PolicyEvaluator, assess, requirement_for
+from writ.plans.assessment import PolicyApprovalResult, PolicyEvaluator, assess, requirement_for
 from writ.plans.canonical import digest, sha256_digest
 from writ.plans.lifecycle import PlanEvent, PlanState, transition
 from writ.plans.matching import matches

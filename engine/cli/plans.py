@@ -36,7 +36,7 @@ from writ.engine.core.errors import ConfigError, InputError, NotFoundError, Stor
 from writ.engine.core.settings import Settings
 from writ.engine.wiring.services import Services, key_file_name, keys_dir, open_services
 from writ.plans import dsse
-from writ.plans.approval_policy import Assessment, assess
+from writ.plans.assessment import Assessment, assess
 from writ.plans.canonical import parse_strict
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.lifecycle import PlanState

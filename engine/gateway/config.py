@@ -32,7 +32,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from writ.engine.core.errors import ConfigError
-from writ.engine.policy.models import Role
+from writ.plans.trust import Role
 
 # Exposed tool names are "<server>__<tool>"; a server name never contains the separator,
 # so the first "__" splits a name unambiguously.

@@ -40,7 +40,6 @@ from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, ConflictError, InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, Principal
 from writ.engine.gateway.upstream import UpstreamManager, UpstreamTool, definition_digest
-from writ.engine.policy.models import Role
 from writ.engine.wiring.services import Services, find_signing_key
 from writ.plans.lifecycle import TERMINAL, PlanState
 from writ.plans.matching import MATCH, MatchResult, matches
@@ -48,6 +47,7 @@ from writ.plans.models import Constraint, PathGlob, Plan, PlanLimits, PlanStep
 from writ.plans.paths import PathRefused, glob_matches, under_root
 from writ.plans.statements import sign_plan
 from writ.plans.store import ClaimRecord, PlanStatus
+from writ.plans.trust import Role
 from writ.plans.trust_store import TrustStore
 from writ.plans.verify import short_plan_id
 

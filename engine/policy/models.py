@@ -25,10 +25,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-Role = Literal["planner", "executor", "approver", "auditor", "admin"]
-PlanState = Literal[
-    "proposed", "pending", "approved", "rejected", "expired", "executing", "completed", "failed", "aborted"
-]
+from writ.plans.lifecycle import PlanState
+from writ.plans.trust import Role
+
 Method = Literal[
     "tools/call",
     "resources/read",

@@ -29,7 +29,7 @@ from writ.engine.core import reasons
 from writ.engine.core.db import Database, open_database
 from writ.engine.core.errors import ConfigError, NotFoundError, WritError
 from writ.engine.core.settings import Settings
-from writ.plans.approval_policy import PolicyEvaluator
+from writ.plans.assessment import PolicyEvaluator
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.store import PlanStore
 from writ.plans.trust_store import TrustStore, policy_groups

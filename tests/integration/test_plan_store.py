@@ -43,7 +43,7 @@ from writ.engine.core.errors import (
 )
 from writ.engine.core.settings import Limits
 from writ.engine.policy.embedded import EmbeddedEngine
-from writ.plans.approval_policy import (
+from writ.plans.assessment import (
     PYTHON_ONLY_REASONS,
     disagreements,
     policy_result,

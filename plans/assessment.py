@@ -1,4 +1,6 @@
-"""Ask the ``writ.approval`` policy what a plan needs, and whether verified approvals satisfy it.
+"""Assess a plan's approvals twice: by the verifier, and by the ``writ.approval`` policy; both must say yes.
+
+Ask the policy what a plan needs, and whether verified approvals satisfy it:
 
     requirement = requirement_for(engine, plan, now)          # ApprovalRequirement, or ApprovalPolicyError
     python = evaluate_approvals(plan, envelopes, trust, now=now, requirement=requirement)
