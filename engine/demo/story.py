@@ -94,7 +94,7 @@ def prerequisites() -> Tools:
     return Tools(node, fs_server)
 
 
-def writ_command(*args: str) -> list[str]:
+def writ_argv(*args: str) -> list[str]:
     """``writ ARGS`` with this installation (the console script beside this Python, else its modules)."""
     script = Path(sys.executable).with_name("writ")
     if script.exists():
@@ -269,7 +269,7 @@ class Agent:
 
 @asynccontextmanager
 async def gateway(scene: Scene, principal: str) -> AsyncIterator[Agent]:
-    command = writ_command("mcp", "--principal", principal, "--config", str(scene.config),
+    command = writ_argv("mcp", "--principal", principal, "--config", str(scene.config),
                            "--data-dir", str(scene.data))
     params = StdioServerParameters(command=command[0], args=command[1:], env=child_env(), cwd=scene.demo)
     log = scene.logs / f"{principal}.stderr"
@@ -440,7 +440,7 @@ def _epilogue(scene: Scene, stores: Services, n: Narrator, plan_a: str, plan_b: 
         n.say(f"plan {plan_id[:19]}.. {record.state.value:<9} {record.title}: {ran}")
 
     n.section("The audit log: every decision, plan event, approval, claim and result, hash-chained")
-    command = writ_command("audit", "verify", "--data-dir", str(scene.data))
+    command = writ_argv("audit", "verify", "--data-dir", str(scene.data))
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
     n.say("$ writ audit verify --data-dir " + str(scene.data))
     n.say(_first_line(done.stdout) or _first_line(done.stderr))
