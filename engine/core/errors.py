@@ -91,6 +91,12 @@ class ApprovalError(VerificationError):
     code = reasons.PLAN_NOT_APPROVED
 
 
+class PlanExpired(ApprovalError):
+    """A plan's ``expires_at`` has passed: it can no longer be submitted, approved, begun or run."""
+
+    code = reasons.PLAN_EXPIRED
+
+
 class NotFoundError(WritError):
     """A principal, key or plan that was named does not exist (or a prefix names none)."""
 
