@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 
 import click
 
 from writ.attestations.audit import AuditLog
 from writ.engine.cli.common import writ_command
+from writ.engine.cli.support import JSON_OPTION, echo_json
+from writ.engine.core import reasons
 from writ.engine.core.db import open_database
+from writ.engine.core.errors import InputError
+
+ENTRY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @click.group("audit")
@@ -38,21 +44,31 @@ def audit() -> None:
 @click.option(
     "--expected-head",
     metavar="HASH",
-    help="An entry hash recorded earlier (a checkpoint); the log must still contain it.",
+    help="An entry hash recorded earlier (a checkpoint: sha256: and 64 hex digits); the log must still contain it.",
 )
+@JSON_OPTION
 @writ_command(error_exit=2)
-def verify(expected_head: str | None) -> None:
+def verify(expected_head: str | None, as_json: bool) -> None:
     """Walk the whole chain and name the first bad entry: edited, deleted, reordered, chain broken.
 
-    With --expected-head, also find a cut tail: entries removed from the end.
+    With --expected-head, also find a cut tail: entries removed from the end. With --json:
+    {ok, entries, head, first_bad_seq, problem, message}.
 
     \b
     Example:
-      writ audit verify
-      writ audit verify --expected-head sha256:9a1f0c...
+      writ audit verify --json > checkpoint.json
+      writ audit verify --expected-head "$(jq -r .head checkpoint.json)"
     """
+    if expected_head is not None and not ENTRY_HASH.fullmatch(expected_head):
+        raise InputError(f"--expected-head {expected_head[:80]!r} is not an entry hash: sha256: and 64 lowercase "
+                         "hex digits, as `writ audit verify` prints after 'head'", code=reasons.INPUT_INVALID)
     with open_database(click.get_current_context().obj, create=False) as store:
         report = AuditLog(store).verify(expected_head)
+    if as_json:
+        echo_json({"ok": report.ok, "entries": report.entries, "head": report.head,
+                   "first_bad_seq": report.first_bad_seq,
+                   "problem": report.problem.value if report.problem else None, "message": report.message})
+        sys.exit(0 if report.ok else 1)
     click.echo(report.message)
     if not report.ok:
         click.echo(f"{report.entries} entries before it verified; last good head {report.head}")

@@ -17,6 +17,8 @@ import anyio
 import click
 
 from writ.engine.cli.common import writ_command
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError
 from writ.engine.core.settings import Settings
 
 
@@ -40,7 +42,9 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     \b
     Example:
       writ mcp --principal plan-bot --config examples/writ.toml
-      claude mcp add writ -- writ mcp --principal exec-bot --config /srv/writ.toml --data-dir /srv/writ
+      writ keys new --principal plan-bot --out plan-bot.pem
+      writ mcp --principal plan-bot --config examples/writ.toml --key plan-bot.pem
+      claude mcp add writ -- writ mcp --principal exec-bot --config "$PWD/examples/writ.toml"
     """
     from writ.attestations.audit import AuditLog
     from writ.engine.core.db import open_database
@@ -48,7 +52,7 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     from writ.engine.gateway.governance import resolve_principal
     from writ.engine.gateway.server import Gateway
     from writ.engine.policy.pdp import DecisionPoint, make_engine
-    from writ.engine.wiring.services import wire_services
+    from writ.engine.wiring.services import find_signing_key, wire_services
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="writ mcp: %(levelname)s %(name)s: %(message)s")
     if verbose:
@@ -61,6 +65,11 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
         try:
             stores = wire_services(settings, store, engine=pdp.engine, audit=audit)
             who = resolve_principal(stores.trust, principal)
+            if key_file is not None:  # refused now, not at the first proposal: one line, nothing started
+                if who.role != "planner":
+                    raise InputError(f"--key is the key a planner signs plans with; {who.name!r} has role {who.role}, "
+                                     "not planner", code=reasons.INPUT_INVALID)
+                find_signing_key(settings, stores.trust, who.name, key_file=key_file)
             anyio.run(Gateway(pdp, config, who, stores, key_file=key_file).serve_stdio)
         except KeyboardInterrupt:
             pass  # the upstreams were stopped on the way out

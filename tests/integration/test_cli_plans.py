@@ -13,8 +13,12 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from writ.engine.cli.keys import keys, trust
 from writ.engine.cli.main import main
-from writ.engine.cli.plans import approve, keys, plan, principals, reject, safe, trust
+from writ.engine.cli.plan import approve, plan, reject
+from writ.engine.cli.principals import principals
+from writ.engine.cli.support import safe
+from writ.engine.cli.tools import tools
 from writ.engine.core.settings import Settings
 
 DEF = "sha256:" + "ab" * 32
@@ -46,6 +50,9 @@ class Writ:
 
 @pytest.fixture
 def writ(settings: Settings) -> Writ:
+    from writ.engine.wiring.datadir import init_data_dir
+
+    init_data_dir(settings)
     return Writ(settings.home)
 
 
@@ -218,6 +225,34 @@ def test_verify_against_a_doctored_trust_root(writ: Writ, people: dict[str, Path
                                                                        code=1).stderr
 
 
+def test_verify_a_pending_plan_says_state_and_count_and_is_not_verified(writ: Writ, people: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    plan_id, envelope = submitted(writ, people, tmp_path)
+    pending = writ("plan", "verify", plan_id, code=3).stdout
+    assert "VERIFIED" not in pending
+    assert pending.splitlines()[-1] == ("signature OK; state pending; approvals 0/2 "
+                                        "(missing: code-owners, 1 more approval): NOT APPROVED")
+    writ("approve", plan_id, "--key", people["alice"])
+    assert writ("plan", "verify", envelope, code=3).stdout.splitlines()[-1] == (
+        "signature OK; state pending; approvals 1/2 (alice; missing: 1 more approval): NOT APPROVED")
+    writ("approve", plan_id, "--key", people["bob"])
+    assert writ("plan", "verify", plan_id).stdout.splitlines()[-1] == (
+        "signature OK; state approved; approvals 2/2 (alice, bob): VERIFIED")
+
+
+def test_verify_a_rejected_plan_is_not_approved(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    plan_id, _ = submitted(writ, people, tmp_path)
+    writ("reject", plan_id, "--key", people["bob"])
+    assert writ("plan", "verify", plan_id, code=3).stdout.splitlines()[-1] == (
+        "signature OK; state rejected; approvals 0/2 (missing: code-owners, 1 more approval); "
+        "rejected by bob: NOT APPROVED")
+
+
+def test_verify_help_documents_the_exit_status() -> None:
+    text = CliRunner().invoke(main, ["plan", "verify", "--help"]).output
+    assert "Exit status:" in text and "0  VERIFIED" in text and "1  FAILED" in text and "3  NOT APPROVED" in text
+
+
 # -- approvals and rejections ------------------------------------------------------------------------
 
 
@@ -347,11 +382,72 @@ def test_plan_sign_never_overwrites_an_envelope(writ: Writ, people: dict[str, Pa
                                                                code=1).stderr
 
 
-def test_submit_with_the_wrong_key_says_whose_key_signed(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        pytest.param("key_of_another_principal", r"key [0-9a-f]{12} in \S+ is a key of 'exec-bot' \(executor\), but "
+                     r"the plan's planner is 'plan-bot'; sign with a key of 'plan-bot' \(see `writ keys list "
+                     r"--principal plan-bot`\)", id="key_of_another_principal"),
+        pytest.param("key_not_trusted", r"key [0-9a-f]{12} in \S+stranger.pem is not in the trust store; sign with a "
+                     r"key of 'plan-bot' .*", id="key_not_trusted"),
+        pytest.param("planner_not_a_planner", r"'exec-bot' is an executor, not a planner: only a planner's key "
+                     r"signs plans", id="planner_not_a_planner"),
+        pytest.param("revoked_planner_key", r"key [0-9a-f]{12} of 'plan-bot' is revoked at \S+; sign with .*",
+                     id="revoked_planner_key"),
+    ],
+)
+def test_plan_sign_refuses_a_key_that_is_not_a_valid_key_of_the_planner(
+        writ: Writ, people: dict[str, Path], tmp_path: Path, case: str, message: str) -> None:
+    from writ.plans.keys import PrivateKey
+
+    doc, key = PLAN_FILE, people["exec-bot"]
+    if case == "key_not_trusted":
+        key = tmp_path / "stranger.pem"
+        PrivateKey.generate().save(key)
+    elif case == "planner_not_a_planner":
+        doc = {**PLAN_FILE, "planner": "exec-bot"}
+    elif case == "revoked_planner_key":
+        key = people["plan-bot"]
+        writ("keys", "revoke", key.name.removesuffix(".pem").rpartition("-")[2])
     source = tmp_path / "plan.json"
-    source.write_text(json.dumps(PLAN_FILE))
-    writ("plan", "sign", source, "--key", people["exec-bot"])
-    result = writ("plan", "submit", tmp_path / "plan.signed.json", code=1)
+    source.write_text(json.dumps(doc))
+    result = writ("plan", "sign", source, "--key", key, code=1)
+    assert re.fullmatch(rf"error\[signing_key_untrusted\]: {message}\n", result.stderr), result.stderr
+    assert not (tmp_path / "plan.signed.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        pytest.param({"server": "fs", "tool": "delete_everything"},
+                     "error[tool_unknown]: step 0: fs__delete_everything is not in the policy data (data.writ.tools); "
+                     "give --config writ.toml", id="tool_not_in_policy_data"),
+        pytest.param({"server": "git", "tool": "git_status"},
+                     "error[step_not_a_write]: step 0: git__git_status is a read (policy data), and only writes need a "
+                     "plan", id="read_step"),
+        pytest.param({"server": "writ", "tool": "writ_plan_begin"},
+                     "error[plan_invalid]: step 0: writ__writ_plan_begin is one of Writ's own tools", id="writ_tool_step"),
+    ],
+)
+def test_plan_sign_without_config_refuses_a_step_the_policy_data_has_no_write_for(
+        writ: Writ, people: dict[str, Path], tmp_path: Path, step: dict[str, str], expected: str) -> None:
+    doc = {**PLAN_FILE, "steps": [{**PLAN_FILE["steps"][1], **step}]}  # type: ignore[index]
+    source = tmp_path / "plan.json"
+    source.write_text(json.dumps(doc))
+    assert writ("plan", "sign", source, "--key", people["plan-bot"], code=1).stderr.startswith(expected)
+    assert not (tmp_path / "plan.signed.json").exists()
+
+
+def test_submit_with_the_wrong_key_says_whose_key_signed(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    # `writ plan sign` refuses this key (see below); an envelope signed elsewhere meets the store's check.
+    from writ.engine.cli.plan_file import plan_from_file
+    from writ.engine.core.timeutil import utc_now
+    from writ.plans.keys import PrivateKey
+    from writ.plans.statements import sign_plan
+
+    envelope = tmp_path / "plan.signed.json"
+    envelope.write_bytes(sign_plan(plan_from_file(PLAN_FILE, now=utc_now()), PrivateKey.load(people["exec-bot"])).to_json())
+    result = writ("plan", "submit", envelope, code=1)
     assert re.fullmatch(r"error\[signature_invalid\]: plan signed by key [0-9a-f]{12} of principal 'exec-bot' "
                         r"\(an executor key\), expected a key of a planner\n", result.stderr)
 
@@ -367,12 +463,74 @@ def test_text_from_a_plan_cannot_drive_the_terminal(writ: Writ, people: dict[str
     assert safe("a\u200bb\nc") == "a\\u200bb\\nc"
 
 
+# -- --json: what programs read ------------------------------------------------------------------------
+
+
+def test_empty_lists_as_json(writ: Writ) -> None:
+    for command in (["principals", "list"], ["keys", "list"], ["plan", "list"]):
+        assert json.loads(writ(*command, "--json").stdout) == []
+
+
+def test_lists_show_and_verify_as_json(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    plan_id, envelope = submitted(writ, people, tmp_path)
+    writ("approve", plan_id, "--key", people["alice"], "--comment", "diff reviewed")
+
+    listed = {p["name"]: p for p in json.loads(writ("principals", "list", "--json").stdout)}
+    assert listed["alice"] == {"name": "alice", "role": "approver", "groups": ["code-owners"],
+                               "keys": {"valid": 1, "total": 1}}
+    keys = json.loads(writ("keys", "list", "--json").stdout)
+    assert len(keys) == 5 and all(re.fullmatch(r"sha256:[0-9a-f]{64}", k["key_id"]) for k in keys)
+    assert {k["status"] for k in keys} == {"valid"} and {k["revoked_at"] for k in keys} == {None}
+    assert [k["principal"] for k in json.loads(writ("keys", "list", "--principal", "bob", "--json").stdout)] == ["bob"]
+
+    plans = json.loads(writ("plan", "list", "--json").stdout)
+    assert [(p["id"], p["state"], p["planner"], p["title"]) for p in plans] == [
+        (plan_id, "pending", "plan-bot", PLAN_FILE["title"])]
+    assert json.loads(writ("plan", "list", "--state", "approved", "--json").stdout) == []
+
+    shown = json.loads(writ("plan", "show", plan_id[7:15], "--json").stdout)
+    assert (shown["id"], shown["state"], shown["signature"]) == (plan_id, "pending", {"ok": True, "problem": None})
+    assert shown["plan"]["steps"][0]["args"] == PLAN_FILE["steps"][0]["args"]  # type: ignore[index]
+    assert (shown["approvals"]["count"], shown["approvals"]["quorum"]) == (1, 2)
+    assert shown["approvals"]["missing"] == ["1 more approval"] and shown["claims"] == []
+    assert [(d["approver"], d["decision"], d["comment"], d["verdict"]) for d in shown["decisions"]] == [
+        ("alice", "approve", "diff reviewed", "counted")]
+
+    pending = json.loads(writ("plan", "verify", plan_id, "--json", code=3).stdout)
+    assert (pending["verdict"], pending["state"], pending["problems"]) == ("not_approved", "pending", [])
+    assert pending["approvals"]["approvers"] == ["alice"] and pending["signature"]["ok"] is True
+    writ("approve", plan_id, "--key", people["bob"])
+    approved = json.loads(writ("plan", "verify", envelope, "--json").stdout)
+    assert (approved["verdict"], approved["state"], approved["in_store"]) == ("verified", "approved", True)
+    assert approved["plan_id"] == plan_id and approved["approvals"]["approved"] is True
+
+
+def test_verify_as_json_names_what_failed(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    _, envelope = submitted(writ, people, tmp_path)
+    env = json.loads(envelope.read_bytes())
+    env["payload"] = base64.b64encode(base64.b64decode(env["payload"]).replace(b"README", b"Makefile")).decode()
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(env))
+    doc = json.loads(writ("plan", "verify", tampered, "--json", code=1).stdout)
+    assert doc["verdict"] == "failed" and doc["signature"]["ok"] is False
+    assert doc["problems"][0].startswith(f"FAILED plan signature of {tampered}: plan signature does not verify")
+
+
+def test_json_output_cannot_drive_the_terminal_either(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:
+    title = "Fix \x1b[2J\x1b[32mAPPROVED\u202e"
+    plan_id, envelope = signed_plan(writ, people, tmp_path, {**PLAN_FILE, "title": title})
+    writ("plan", "submit", envelope)
+    for out in (writ("plan", "show", plan_id, "--json").stdout, writ("plan", "list", "--json").stdout):
+        assert out.isascii() and "\x1b" not in out
+    assert json.loads(writ("plan", "show", plan_id, "--json").stdout)["plan"]["title"] == title
+
+
 # -- every command documents itself -------------------------------------------------------------------
 
 
 def _commands() -> list[tuple[str, click.Command]]:
     out: list[tuple[str, click.Command]] = []
-    for group in (principals, keys, trust, plan):
+    for group in (principals, keys, trust, plan, tools):
         out.append((group.name or "", group))
         out += [(f"{group.name} {n}", c) for n, c in group.commands.items()]  # type: ignore[attr-defined]
     return out + [("approve", approve), ("reject", reject)]
