@@ -141,6 +141,7 @@ STEP_NOT_A_WRITE: Final = "step_not_a_write"
 SECRETS_EXPOSED: Final = "secrets_exposed"
 SESSION_AMBIGUOUS: Final = "session_ambiguous"
 NO_SESSION: Final = "no_session"
+CLIENT_UNSUPPORTED: Final = "client_unsupported"
 
 # -- HTTP: tokens, origins, sessions ----------------------------------------------------------------
 TOKEN_MISSING: Final = "token_missing"

@@ -100,6 +100,12 @@ ServerName = Annotated[str, AfterValidator(_server_name)]
 
 
 class GatewayConfig(_Strict):
+    """A checked ``writ.toml``: the gateway's bounds and its upstream servers, by name.
+
+        config = load_config(Path("writ.toml"))
+        config.upstreams["git"].command, config.gateway.call_timeout_s     # 'python', 60.0
+    """
+
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
     upstreams: dict[ServerName, UpstreamConfig] = Field(min_length=1)
     source: Path | None = Field(None, exclude=True, description="The file this came from.")

@@ -40,6 +40,7 @@ from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
 from writ.engine.gateway.config import GatewayConfig
 from writ.engine.gateway.governance import resolve_principal
+from writ.engine.gateway.results import audit_or_log
 from writ.engine.gateway.server import Gateway, build_server
 from writ.engine.gateway.tokens import TokenStore
 from writ.engine.gateway.upstream import UpstreamManager
@@ -54,7 +55,12 @@ PRINCIPAL_KEY = "writ_principal"
 
 
 class HttpGateway:
-    """One per process: the shared upstreams, the MCP session manager, one ``Gateway`` per MCP session."""
+    """One per process: the shared upstreams, the MCP session manager, one ``Gateway`` per MCP session.
+
+        gateway = HttpGateway(pdp, config, stores, TokenStore(db), host="127.0.0.1")
+        async with gateway.lifespan():               # upstreams started, sessions served
+            await gateway(scope, receive, send)      # an ASGI app: mount it at /mcp
+    """
 
     def __init__(self, pdp: DecisionPoint, config: GatewayConfig, stores: Services, tokens: TokenStore, *,
                  host: str = "127.0.0.1", key_file: Path | None = None) -> None:
@@ -176,14 +182,12 @@ class HttpGateway:
         return gateway
 
     async def _tools_changed(self) -> None:
+        """An upstream's tools changed: every session audits the new digests and tells its client."""
         for gateway in list(self.sessions.values()):
-            await gateway._tools_changed()
+            await gateway.tools_changed()
 
     def _audit(self, kind: str, payload: dict[str, Any]) -> None:
-        try:
-            self.pdp.audit.append(kind, payload)
-        except WritError as e:
-            log.error("audit entry %s not written (%s): %s", kind, e.message, json.dumps(payload, default=str)[:1000])
+        audit_or_log(self.pdp.audit, kind, payload)
 
 
 class _SessionManager(StreamableHTTPSessionManager):

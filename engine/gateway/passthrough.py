@@ -1,205 +1,323 @@
-"""Everything but tools: how the gateway names upstream resources and prompts, and which agent session
-an upstream's own messages (sampling, elicitation, log messages, resource updates) belong to.
+"""Everything but tools, passed through: resources, prompts, completions, logging, and what upstreams ask the agent.
 
-Names. Prompts are exposed like tools, ``<server>__<prompt>``. Resource URIs (and templates) are
-exposed as ``writ://<server>/<uri as the upstream wrote it>``: two servers may both offer
-``file:///etc/config``, and the server must be known before anything is read.
+    result = await gateway.passthrough.read_resource(ctx, types.ReadResourceRequestParams(uri="writ://fs/file:///a"))
+    answer = await gateway.passthrough.ask("fs", "sampling/createMessage", params, target)   # from the Router
 
-    expose_uri("fs", "file:///srv/a.txt")      # 'writ://fs/file:///srv/a.txt'
-    split_uri("writ://fs/file:///srv/a.txt")   # ('fs', 'file:///srv/a.txt')
-
-Routing (ADR 0011). On stdio there is one agent session and every message goes to it. Over HTTP
-the upstreams are shared by all sessions, and an upstream's request says nothing about which
-call it belongs to (stdio has no such field on the wire). The ``Router`` therefore sends it to
-the session with a request in flight on that upstream, or, with none in flight, to the only
-session there is. When two sessions have requests in flight on that upstream (or there are
-several sessions and none has), the message is not delivered to anyone: a sampling request
-is refused with an error to the upstream, a log message stays in the process log. A message
-meant for one principal is never shown to another.
+Each request is decided by policy for the session's principal like a tool call (``method`` is
+``resources/read``, ``prompts/get``, ``completion/complete``, ...; ``tool.server`` the upstream
+and ``tool.name`` the URI, prompt or method), forwarded to the one upstream its name says
+(``writ.engine.gateway.names``), and recorded as a ``request_result`` entry. A denial is a
+JSON-RPC error naming the reason. Listings leave out what the role alone could never read.
+Sampling and elicitation requests of an upstream reach this session through the ``Router``
+(``writ.engine.gateway.routing``) and are decided the same way before the agent's client sees them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from pydantic import BaseModel
 
 from writ.engine.core import reasons
+from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR
+from writ.engine.gateway.listing import all_pages
+from writ.engine.gateway.names import expose_uri, split_name, split_uri
+from writ.engine.gateway.results import Failed, decision_meta, deny_text, listable, result_digest
+from writ.engine.gateway.routing import Exchange
+from writ.engine.gateway.upstream import SamplingResult, Upstream, describe
+from writ.engine.policy.models import Decision, Method, Tool
 
 if TYPE_CHECKING:
-    from mcp.server.session import ServerSession
-
     from writ.engine.gateway.server import Gateway
-    from writ.engine.gateway.upstream import SamplingResult
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
-URI_PREFIX = "writ://"
-_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-def expose_uri(server: str, uri: str) -> str:
-    """The URI (or URI template) an agent sees for ``uri`` of upstream ``server``."""
-    return f"{URI_PREFIX}{server}/{uri}"
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert",
+                                              "emergency")
+SAMPLING: Method = "sampling/createMessage"
 
 
-def split_uri(exposed: str) -> tuple[str, str] | None:
-    """``(server, upstream uri)`` of an exposed URI; None when it is not one of Writ's."""
-    if not exposed.startswith(URI_PREFIX):
-        return None
-    server, sep, uri = exposed[len(URI_PREFIX):].partition("/")
-    if not sep or not uri or not _SERVER.match(server) or SEPARATOR in server:
-        return None
-    return server, uri
+class PassThrough:
+    """The handlers of every request but ``tools/call`` for one gateway session (``gateway.passthrough``).
 
+        prompts = await gateway.passthrough.list_prompts(ctx, None)      # <server>__<prompt>, readable ones
+        await gateway.passthrough.subscribe_resource(ctx, params)        # forwarded once per resource
+    """
 
-def split_name(exposed: str) -> tuple[str, str] | None:
-    """``(server, name)`` of an exposed prompt name ``<server>__<name>``; None when it has no server part."""
-    server, sep, name = exposed.partition(SEPARATOR)
-    return (server, name) if sep and server and name else None
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
+    # --- resources ------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)
-class Exchange:
-    """An agent's request being served by an upstream: where that upstream's own messages go meanwhile."""
+    async def list_resources(self, ctx: ServerRequestContext[Any, Any],
+                             params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+        """Every ready upstream's resources the role may read, as ``writ://<server>/<uri>``."""
+        out: list[types.Resource] = []
+        for upstream in self.gateway.upstreams.ready("resources"):
+            for r in await self._gather(upstream, "resources",
+                                        lambda s, c: s.list_resources(params=c), lambda page: page.resources):
+                if self._may("resources/read", upstream.name, r.uri):
+                    out.append(r.model_copy(update={"uri": expose_uri(upstream.name, r.uri)}))
+        return types.ListResourcesResult(resources=out)
 
-    gateway: Gateway
-    session: ServerSession | None
-    request_id: Any  # the agent's JSON-RPC request id: HTTP replies travel on that request's stream
+    async def list_resource_templates(self, ctx: ServerRequestContext[Any, Any],
+                                      params: types.PaginatedRequestParams | None
+                                      ) -> types.ListResourceTemplatesResult:
+        """Every ready upstream's resource templates the role may read, as ``writ://<server>/<template>``."""
+        out: list[types.ResourceTemplate] = []
+        for upstream in self.gateway.upstreams.ready("resources"):
+            for t in await self._gather(upstream, "resource templates", lambda s, c: s.list_resource_templates(
+                    params=c), lambda page: page.resource_templates):
+                if self._may("resources/read", upstream.name, t.uri_template):
+                    out.append(t.model_copy(update={"uri_template": expose_uri(upstream.name, t.uri_template)}))
+        return types.ListResourceTemplatesResult(resource_templates=out)
 
+    async def read_resource(self, ctx: ServerRequestContext[Any, Any],
+                            params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        """Decided, read from the URI's upstream, its contents' URIs exposed again."""
+        server, uri = self._resource(params.uri)
+        result = await self._pass(ctx, "resources/read", server, uri, {},
+                                  lambda s: s.read_resource(uri))
+        if not isinstance(result, types.ReadResourceResult):
+            raise MCPError(types.INTERNAL_ERROR, f"upstream {server!r} answered resources/read with something else")
+        return result.model_copy(update={"contents": [
+            c.model_copy(update={"uri": expose_uri(server, c.uri)}) for c in result.contents]})
 
-@dataclass(frozen=True)
-class Nowhere:
-    """Why an upstream's message goes to no session: ``session_ambiguous`` or ``no_session``."""
+    async def subscribe_resource(self, ctx: ServerRequestContext[Any, Any],
+                                 params: types.SubscribeRequestParams) -> types.EmptyResult:
+        """Decided for this session; forwarded upstream only for the first subscriber of the resource."""
+        server, uri = self._resource(params.uri)
+        router = self.gateway.upstreams.router
+        if router.subscribe(server, uri, self.gateway):
+            try:
+                await self._pass(ctx, "resources/subscribe", server, uri, {}, lambda s: s.subscribe_resource(uri))
+            except BaseException:
+                router.unsubscribe(server, uri, self.gateway)
+                raise
+        else:  # the upstream already sends updates for it: policy still decides for this session
+            self.require("resources/subscribe", server, uri, {})
+        return types.EmptyResult()
 
-    code: str
-    message: str
+    async def unsubscribe_resource(self, ctx: ServerRequestContext[Any, Any],
+                                   params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        """Forgotten for this session; forwarded upstream when nobody holds the resource any more."""
+        server, uri = self._resource(params.uri)
+        if self.gateway.upstreams.router.unsubscribe(server, uri, self.gateway):
+            await self.gateway.upstreams.unsubscribe(server, uri)
+        return types.EmptyResult()
 
+    # --- prompts and completions ------------------------------------------------------------
 
-class Router:
-    """The agent sessions of one gateway process, what each has in flight, and what each subscribed to.
-    ``audit(kind, payload)`` records the upstream requests it refuses."""
+    async def list_prompts(self, ctx: ServerRequestContext[Any, Any],
+                           params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        """Every ready upstream's prompts the role may get, as ``<server>__<prompt>``."""
+        out: list[types.Prompt] = []
+        for upstream in self.gateway.upstreams.ready("prompts"):
+            for prompt in await self._gather(upstream, "prompts", lambda s, c: s.list_prompts(params=c),
+                                             lambda page: page.prompts):
+                if self._may("prompts/get", upstream.name, prompt.name):
+                    out.append(prompt.model_copy(update={"name": f"{upstream.name}{SEPARATOR}{prompt.name}"}))
+        return types.ListPromptsResult(prompts=out)
 
-    def __init__(self, audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
-        self.audit = audit
-        self.gateways: list[Gateway] = []
-        self._inflight: dict[str, list[Exchange]] = {}
-        self.subscriptions: dict[tuple[str, str], list[Gateway]] = {}
+    async def get_prompt(self, ctx: ServerRequestContext[Any, Any],
+                         params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        """Decided with the prompt's arguments, got from its upstream."""
+        server, name = self._prompt(params.name)
+        args = dict(params.arguments or {})
+        result = await self._pass(ctx, "prompts/get", server, name, args, lambda s: s.get_prompt(name, args))
+        if not isinstance(result, types.GetPromptResult):
+            raise MCPError(types.INTERNAL_ERROR, f"upstream {server!r} answered prompts/get with something else")
+        return result
 
-    def attach(self, gateway: Gateway) -> None:
-        if gateway not in self.gateways:
-            self.gateways.append(gateway)
+    async def complete(self, ctx: ServerRequestContext[Any, Any],
+                       params: types.CompleteRequestParams) -> types.CompleteResult:
+        """Completion of a prompt's or a resource template's argument, from the upstream it names."""
+        ref = params.ref
+        ref_up: types.PromptReference | types.ResourceTemplateReference
+        if isinstance(ref, types.PromptReference):
+            server, name = self._prompt(ref.name)
+            ref_up = ref.model_copy(update={"name": name})
+        else:
+            server, name = self._resource(ref.uri)
+            ref_up = ref.model_copy(update={"uri": name})
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context else None
+        args: dict[str, Any] = {"argument": argument, "context": context or {}}
+        return await self._pass(ctx, "completion/complete", server, name, args,
+                                lambda s: s.complete(ref_up, argument, context))
 
-    def detach(self, gateway: Gateway) -> list[tuple[str, str]]:
-        """Forget a session; returns the ``(server, uri)`` subscriptions nobody holds any more."""
-        if gateway in self.gateways:
-            self.gateways.remove(gateway)
-        # Its requests still in flight leave ``_inflight`` themselves, when ``exchange`` exits.
-        orphaned = []
-        for key, holders in list(self.subscriptions.items()):
-            if gateway in holders:
-                holders.remove(gateway)
-                if not holders:
-                    del self.subscriptions[key]
-                    orphaned.append(key)
-        return orphaned
+    # --- logging ----------------------------------------------------------------------------
 
-    @contextmanager
-    def exchange(self, server: str, gateway: Gateway, session: ServerSession | None,
-                 request_id: Any) -> Iterator[None]:
-        """While the block runs, ``server``'s own messages may belong to this request."""
-        x = Exchange(gateway, session, request_id)
-        self._inflight.setdefault(server, []).append(x)
-        try:
-            yield
-        finally:
-            self._inflight[server].remove(x)
+    async def set_logging_level(self, ctx: ServerRequestContext[Any, Any],
+                                params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """Messages below ``level`` are no longer sent to this session; each upstream that logs is asked
+        for the lowest level any session wants."""
+        self.gateway.log_level = params.level
+        levels = [g.log_level for g in self.gateway.upstreams.router.gateways if g.log_level is not None]
+        lowest = min(levels, key=LOG_LEVELS.index) if levels else params.level
+        for upstream in self.gateway.upstreams.ready("logging"):
+            try:
+                await upstream.request(lambda s: s.set_logging_level(lowest))
+            except (WritError, MCPError) as e:
+                log.warning("upstream %s: logging/setLevel failed: %s", upstream.name, describe(e, 0))
+        return types.EmptyResult()
 
-    def target(self, server: str) -> Exchange | Nowhere:
-        """Where a message of ``server`` goes, or why it goes nowhere."""
-        inflight = self._inflight.get(server, [])
-        owners = {id(x.gateway) for x in inflight}
-        if len(owners) == 1:
-            return inflight[-1]
-        if len(owners) > 1:
-            return Nowhere(reasons.SESSION_AMBIGUOUS, f"{len(owners)} agent sessions have requests in flight on "
-                           f"upstream {server!r}, so Writ cannot tell which one this is for")
-        if len(self.gateways) == 1:
-            only = self.gateways[0]
-            return Exchange(only, only.client, None)
-        if not self.gateways:
-            return Nowhere(reasons.NO_SESSION, "no agent session is connected")
-        return Nowhere(reasons.SESSION_AMBIGUOUS, f"{len(self.gateways)} agent sessions are connected and none has a "
-                       f"request in flight on upstream {server!r}, so Writ cannot tell which one this is for")
-
-    def subscribe(self, server: str, uri: str, gateway: Gateway) -> bool:
-        """Record a subscription; True when it is the first for this resource (forward it upstream)."""
-        holders = self.subscriptions.setdefault((server, uri), [])
-        first = not holders
-        if gateway not in holders:
-            holders.append(gateway)
-        return first
-
-    def unsubscribe(self, server: str, uri: str, gateway: Gateway) -> bool:
-        """Drop a subscription; True when nobody holds this resource any more (forward it upstream)."""
-        holders = self.subscriptions.get((server, uri))
-        if not holders or gateway not in holders:
-            return False
-        holders.remove(gateway)
-        if holders:
-            return False
-        del self.subscriptions[(server, uri)]
-        return True
-
-    def subscribers(self, server: str, uri: str) -> list[Gateway]:
-        return list(self.subscriptions.get((server, uri), []))
-
-    # --- what the upstreams send of their own accord (``writ.engine.gateway.upstream.Relay``) ----
-
-    async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
-        target = self.target(server)
-        if isinstance(target, Nowhere):
-            return self.refuse(server, "sampling/createMessage", target.code, target.message)
-        answer = await target.gateway.ask(server, "sampling/createMessage", params, target)
-        return cast("SamplingResult | types.ErrorData", answer)
-
-    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
-        target = self.target(server)
-        if isinstance(target, Nowhere):
-            return self.refuse(server, "elicitation/create", target.code, target.message)
-        answer = await target.gateway.ask(server, "elicitation/create", params, target)
-        return cast("types.ElicitResult | types.ErrorData", answer)
-
-    async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
-        target = self.target(server)
-        if isinstance(target, Nowhere):
-            log.info("upstream %s log message (%s) not relayed: %s", server, params.level, target.message)
+    async def relay_log(self, server: str, params: types.LoggingMessageNotificationParams, target: Exchange) -> None:
+        """An upstream's log message, to this session when its level is wanted; the logger names the server."""
+        level = self.gateway.log_level
+        if level is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(level):
             return
-        await target.gateway.relay_log(server, params, target)
+        logger = f"{server}.{params.logger}" if params.logger else server
+        session = target.session or self.gateway.client
+        if session is None:
+            return
+        try:
+            await session.send_log_message(params.level, params.data, logger=logger,
+                                           related_request_id=target.request_id)
+        except Exception as e:  # noqa: BLE001 - the client may be gone
+            log.info("could not pass a log message of %s on: %s", server, e)
 
-    async def notification(self, server: str, message: types.ServerNotification) -> None:
-        if isinstance(message, types.ResourceUpdatedNotification):
-            for gateway in self.subscribers(server, message.params.uri):
-                await gateway.notify(lambda s: s.send_resource_updated(expose_uri(server, message.params.uri)))
-        elif isinstance(message, types.ResourceListChangedNotification):
-            for gateway in list(self.gateways):
-                await gateway.notify(lambda s: s.send_resource_list_changed())
-        elif isinstance(message, types.PromptListChangedNotification):
-            for gateway in list(self.gateways):
-                await gateway.notify(lambda s: s.send_prompt_list_changed())
-        # Progress arrives through the request's own callback; anything else is not relayed.
+    # --- what an upstream asks of the agent (routed here by routing.Router) -------------------
 
-    def refuse(self, server: str, method: str, code: str, why: str, **where: Any) -> types.ErrorData:
-        """An upstream's request that reaches no agent: logged, audited, answered with its reason code."""
-        log.warning("upstream %s: %s refused (%s): %s", server, method, code, why)
-        if self.audit is not None:
-            self.audit("upstream_request_refused", {"server": server, "method": method, "code": code,
-                                                    "message": why, **where})
-        return types.ErrorData(code=types.INVALID_REQUEST,
-                               message=f"refused [{code}]: Writ did not pass {method} on to an agent: {why}")
+    async def ask(self, server: str, method: Method, params: Any, target: Exchange
+                  ) -> SamplingResult | types.ElicitResult | types.ErrorData:
+        """An upstream's sampling or elicitation request: decided by policy for this session's principal,
+        then put to the agent's client on the request it belongs to."""
+        gw = self.gateway
+        session = target.session
+        capability = (types.ClientCapabilities(sampling=types.SamplingCapability()) if method == SAMPLING else
+                      types.ClientCapabilities(elicitation=types.ElicitationCapability()))
+        if session is None or not session.check_client_capability(capability):
+            return gw.upstreams.router.refuse(server, method, reasons.CLIENT_UNSUPPORTED,
+                                              f"the agent's client does not support {method}",
+                                              session_id=gw.session.id, principal=gw.principal.name)
+        try:
+            decision = self.require(method, server, method, {})
+        except MCPError as e:
+            return types.ErrorData(code=e.code, message=e.message)
+        start = time.perf_counter_ns()
+        request, result_type = _client_request(method, params)
+        try:
+            answer = await session.send_request(
+                request, result_type, metadata=ServerMessageMetadata(related_request_id=target.request_id))
+        except MCPError as e:
+            self._record(decision, method, server, method, "client_error", start,
+                         error={"code": e.code, "message": e.message[:500]})
+            return types.ErrorData(code=e.code, message=e.message, data=e.data)
+        except Exception as e:  # noqa: BLE001 - the client went away, or answered nonsense
+            self._record(decision, method, server, method, reasons.GATEWAY_ERROR, start,
+                         error={"message": f"{type(e).__name__}: {e}"[:500]})
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"the agent's client did not answer {method} "
+                                   f"({type(e).__name__})")
+        self._record(decision, method, server, method, "ok", start, result=answer)
+        return cast(SamplingResult | types.ElicitResult, answer)
+
+    # --- deciding, forwarding, recording ----------------------------------------------------------
+
+    def require(self, method: Method, server: str, name: str, args: dict[str, Any]) -> Decision:
+        """Decide (and log) a request that is not a tool call; a denial is a JSON-RPC error naming the reason."""
+        gw = self.gateway
+        try:
+            plan = gw.bound_context()
+        except WritError as e:
+            decided: Decision | None = gw.pdp.refuse_input(InputError(
+                f"{method} of {server}: the plan bound to this session cannot be read: {e.message}", code=e.code))
+        else:
+            decided = gw.decide(lambda: gw.policy_input(
+                method, Tool(server=server, name=name), args, gw.session_now(), plan), f"{method} of {server}")
+        decision = decided or gw.pdp.refuse_input(InputError(
+            f"{method} of {server} could not be turned into a policy input", code=reasons.GATEWAY_ERROR))
+        if not decision.allow:
+            raise MCPError(types.INVALID_REQUEST, deny_text(decision), data=decision_meta(decision))
+        unmet = sorted({o.code for o in decision.obligations} - {reasons.LOCK_SESSION})
+        if unmet:  # e.g. plan_required: only tool calls can be plan steps
+            message = f"the policy allowed {method} on obligations the gateway cannot meet: {', '.join(unmet)}"
+            self._record(decision, method, server, name, reasons.OBLIGATION_UNFULFILLED, time.perf_counter_ns(),
+                         error={"message": message})
+            raise MCPError(types.INVALID_REQUEST, f"error [{reasons.OBLIGATION_UNFULFILLED}]: {message}",
+                           data=decision_meta(decision, reasons.OBLIGATION_UNFULFILLED))
+        return decision
+
+    async def _pass(self, ctx: ServerRequestContext[Any, Any], method: Method, server: str, name: str,
+                    args: dict[str, Any], send: Callable[[ClientSession], Awaitable[R]]) -> R:
+        """Decide, forward to ``server``, record: the life of every request that is not a tool call."""
+        decision = self.require(method, server, name, args)
+        upstream = self.gateway.upstreams.upstreams[server]
+        start = time.perf_counter_ns()
+
+        def done(outcome: str, result: BaseModel | None = None, error: dict[str, Any] | None = None) -> None:
+            self._record(decision, method, server, name, outcome, start, result=result, error=error)
+
+        result = await self.gateway.run_upstream(server, ctx, lambda: upstream.request(send), done, method)
+        if isinstance(result, Failed):
+            raise MCPError(types.INTERNAL_ERROR, f"error [{result.code}]: {result.message}",
+                           data=decision_meta(decision, result.code))
+        done("ok", result if isinstance(result, BaseModel) else None)
+        return result
+
+    def _record(self, decision: Decision, method: str, server: str, name: str, outcome: str,
+                start_ns: int, *, result: BaseModel | None = None, error: dict[str, Any] | None = None) -> None:
+        """The ``request_result`` entry of an allowed request that is not a tool call (cf. ``ToolCalls.record``)."""
+        payload: dict[str, Any] = {
+            "decision_id": decision.decision_id, "session_id": self.gateway.session.id,
+            "principal": self.gateway.principal.name,
+            "method": method, "server": server, "name": name[:1000], "outcome": outcome,
+            "duration_us": max(0, (time.perf_counter_ns() - start_ns) // 1000),
+            "result_sha256": result_digest(result) if result is not None else None,
+        }
+        if error:
+            payload["error"] = error
+        self.gateway.audit("request_result", payload)
+
+    def _may(self, method: Method, server: str, name: str) -> bool:
+        """A listing hint (the engine alone, not logged), like the gateway's for tools."""
+        gw = self.gateway
+        try:
+            dry = gw.pdp.engine.decide(gw.policy_input(method, Tool(server=server, name=name), {},
+                                                       gw.session_now(), None))
+        except Exception:  # noqa: BLE001 - e.g. an empty name: listed, and decided when used
+            return True
+        return listable(dry)
+
+    async def _gather(self, upstream: Upstream, what: str, fetch: Callable[[ClientSession, Any], Awaitable[Any]],
+                      items: Callable[[Any], list[R]]) -> list[R]:
+        """Every page of one upstream's list; an upstream that fails is left out (and logged), not fatal."""
+        try:
+            return await all_pages(lambda params: upstream.request(lambda s: fetch(s, params)), items)
+        except (WritError, MCPError) as e:
+            log.warning("upstream %s: listing %s failed: %s", upstream.name, what, describe(e, 0))
+            return []
+
+    def _resource(self, exposed: str) -> tuple[str, str]:
+        parts = split_uri(str(exposed))
+        if parts is None or parts[0] not in self.gateway.upstreams.upstreams:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource: {exposed} (Writ's resource URIs look like "
+                           "writ://<server>/<uri>: list them with resources/list)")
+        return parts
+
+    def _prompt(self, exposed: str) -> tuple[str, str]:
+        parts = split_name(exposed)
+        if parts is None or parts[0] not in self.gateway.upstreams.upstreams:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown prompt: {exposed} (Writ's prompts are named "
+                           "<server>__<prompt>: list them with prompts/list)")
+        return parts
+
+
+def _client_request(method: Method, params: Any
+                    ) -> tuple[types.CreateMessageRequest | types.ElicitRequest, type[BaseModel]]:
+    """The request to put to the agent's client for an upstream's ``method``, and the result type to expect."""
+    if method == SAMPLING:
+        wants_tools = params.tools is not None or params.tool_choice is not None
+        return (types.CreateMessageRequest(params=params),
+                types.CreateMessageResultWithTools if wants_tools else types.CreateMessageResult)
+    return types.ElicitRequest(params=params), types.ElicitResult

@@ -13,7 +13,6 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
@@ -22,17 +21,23 @@ from writ.engine.core import reasons
 from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import ConflictError, NotFoundError, StoreError
 from writ.engine.core.tables import GatewayTokenRow, PrincipalRow
+from writ.engine.core.timeutil import db_time, utc_now
 
 PREFIX = "writ_"
-_DB_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def token_digest(token: str) -> str:
+    """``sha256:<hex>`` of a token's text: all the store keeps of it."""
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class TokenRecord:
+    """A token as the store holds it (never its text): ``tok-...`` id, principal, creation and revocation times.
+
+        TokenRecord(id="tok-3f2a9c1b0d4e", principal="plan-bot", created_at="2026-...Z", revoked_at=None)
+    """
+
     id: str
     principal: str
     created_at: str
@@ -44,6 +49,13 @@ def _record(row: GatewayTokenRow) -> TokenRecord:
 
 
 class TokenStore:
+    """The gateway's bearer tokens in the database: issued for a principal, looked up, revoked.
+
+        tokens = TokenStore(db)
+        record, secret = tokens.issue("plan-bot")     # give the secret to the agent; it is not stored
+        tokens.principal_of(secret)                   # 'plan-bot'
+    """
+
     def __init__(self, store: Database) -> None:
         self._store = store
 
@@ -55,7 +67,7 @@ class TokenStore:
         secret = PREFIX + secrets.token_urlsafe(32)
         row = GatewayTokenRow(id=f"tok-{uuid.uuid4().hex[:12]}", principal=principal,
                               token_sha256=token_digest(secret),
-                              created_at=datetime.now(UTC).strftime(_DB_TIME))
+                              created_at=db_time(utc_now()))
         try:
             with self._store.session(write=True) as session:
                 if session.get(PrincipalRow, principal) is None:
@@ -69,6 +81,7 @@ class TokenStore:
             raise self._fail(f"store a token for {principal!r}", e) from e
 
     def list(self) -> list[TokenRecord]:
+        """Every token, oldest first (revoked ones too)."""
         try:
             with self._store.session() as session:
                 rows = session.exec(select(GatewayTokenRow).order_by(col(GatewayTokenRow.created_at)))
@@ -77,6 +90,7 @@ class TokenStore:
             raise self._fail("list tokens", e) from e
 
     def revoke(self, token_id: str) -> TokenRecord:
+        """Revoke a token by id; ``token_not_found`` or ``token_revoked`` when it cannot be."""
         try:
             with self._store.session(write=True) as session:
                 row = session.get(GatewayTokenRow, token_id)
@@ -84,7 +98,7 @@ class TokenStore:
                     raise NotFoundError(f"no token {token_id!r} (see `writ tokens list`)", code=reasons.TOKEN_NOT_FOUND)
                 if row.revoked_at is not None:
                     raise ConflictError(f"token {token_id} is already revoked", code=reasons.TOKEN_REVOKED)
-                row.revoked_at = datetime.now(UTC).strftime(_DB_TIME)
+                row.revoked_at = db_time(utc_now())
                 session.add(row)
                 session.commit()
                 session.refresh(row)

@@ -10,12 +10,14 @@
 An upstream that dies is restarted at most ``max_restarts`` times, after a doubling backoff;
 while it is down, and for good once its restarts are spent, its calls fail at once with
 ``UpstreamUnavailable``. A call to a live upstream waits at most ``call_timeout_s``. Tools are
-listed at start, after every restart, on ``notifications/tools/list_changed`` and on ``refresh()``.
+listed at start, after every restart, on ``notifications/tools/list_changed``, on ``refresh()``
+(scheduled) and on ``Upstream.refresh_now()`` (awaited: the gateway's check before a plan step).
+What a listing holds, and the definition digests, are in ``writ.engine.gateway.listing``.
 
 Everything else an upstream offers goes through ``Upstream.request`` (same bounds and errors as a
 call), and what an upstream sends of its own accord (sampling and elicitation requests, log
-messages, resource and prompt notifications) goes to the manager's ``relay``: the gateway, which
-decides where it goes (``writ.engine.gateway.passthrough``). Roots are never offered to an
+messages, resource and prompt notifications) goes to the manager's ``Router``, which decides
+which agent session it belongs to (``writ.engine.gateway.routing``). Roots are never offered to an
 upstream: what a server may touch is the operator's configuration, not the agent's.
 """
 
@@ -25,7 +27,6 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -43,12 +44,12 @@ from mcp.shared.message import SessionMessage
 from writ.engine.core import reasons
 from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
-from writ.engine.gateway.passthrough import Router
-from writ.plans.canonical import digest
+from writ.engine.gateway.listing import UpstreamTool, all_pages, definition_digest
+from writ.engine.gateway.routing import Router
 
 # Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
 # gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
-# Scoped to the gateway's own modules; every gateway module imports this one.
+# Scoped to the gateway's own modules; the gateway's entry points (server, http) import this one.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"writ\.engine\.gateway(\.|$)")
 
 log = logging.getLogger(__name__)
@@ -86,35 +87,14 @@ class UpstreamTimeout(WritError):
     code = reasons.UPSTREAM_TIMEOUT
 
 
-def definition_digest(tool: types.Tool) -> str:
-    """``sha256:`` of the RFC 8785 form of ``{name, description, inputSchema, annotations}`` as the upstream
-    declared them (absent description or annotations are ``null``; annotations in wire form, unset hints left out).
-    A plan step pins this digest: a tool whose definition changes after approval no longer matches.
-    ``InputError`` if the definition has no canonical form (e.g. an integer beyond 2**53 in its schema)."""
-    annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) if tool.annotations else None
-    return digest({
-        "name": tool.name,
-        "description": tool.description,
-        "inputSchema": tool.input_schema,
-        "annotations": annotations,
-    })
-
-
-@dataclass(frozen=True)
-class UpstreamTool:
-    """A tool as one upstream lists it, and the name the gateway exposes it under."""
-
-    server: str
-    tool: types.Tool
-    digest: str
-
-    @property
-    def exposed_name(self) -> str:
-        return f"{self.server}{SEPARATOR}{self.tool.name}"
-
-
 class Upstream:
-    """One upstream server and the task that keeps its client session (``run``)."""
+    """One upstream server and the task that keeps its client session (``run``).
+
+        upstream = manager.upstreams["git"]
+        upstream.state, upstream.problem                  # "ready", None
+        changed = await upstream.refresh_now()            # list its tools again, now; True if a digest changed
+        result = await upstream.request(lambda s: s.list_prompts())   # bounded by its call timeout
+    """
 
     def __init__(self, name: str, config: UpstreamConfig, options: GatewayOptions,
                  on_tools_changed: Callable[[], Awaitable[None]] | None = None, relay: Relay | None = None) -> None:
@@ -185,6 +165,24 @@ class Upstream:
             return f"upstream {self.name!r} is down{why} and being restarted; the call was not made, retry shortly"
         return (f"upstream {self.name!r} is down{why} and will not be restarted; the call was not made. "
                 "Ask the operator to check the server and restart the gateway")
+
+    async def refresh_now(self) -> bool:
+        """List the tools now and wait for the answer; True if any definition changed.
+
+        ``UpstreamUnavailable`` when the upstream is not connected or the listing fails: a definition
+        that cannot be listed cannot be trusted, so the caller fails closed. (``request_refresh``
+        only schedules a listing on the supervising task.)
+        """
+        session = self._session
+        if session is None:
+            raise UpstreamUnavailable(f"upstream {self.name!r} is {self.state}: its tool definitions cannot be "
+                                      "checked now, so the call was not made")
+        try:
+            with anyio.fail_after(self.start_timeout_s):
+                return await self._list_tools(session)
+        except Exception as e:  # noqa: BLE001 - an unlisted definition cannot be trusted: fail closed
+            raise UpstreamUnavailable(f"listing the tools of upstream {self.name!r} failed "
+                                      f"({describe(e, self.start_timeout_s)}); the call was not made") from None
 
     def request_refresh(self) -> None:
         """List the tools again soon (on the supervising task)."""
@@ -337,7 +335,13 @@ class Upstream:
 
 
 class UpstreamManager:
-    """Every upstream of a config, and the namespaced view of their tools."""
+    """Every upstream of a config, and the namespaced view of their tools.
+
+        manager = UpstreamManager(config, on_tools_changed=notify_agents, audit=audit_log.append)
+        await manager.start(tg)                           # in the caller's task group
+        manager.tool("git__git_status")                   # UpstreamTool, or None
+        manager.status()                                  # {"git": {"state": "ready", "tools": 12, ...}}
+    """
 
     def __init__(self, config: GatewayConfig, on_tools_changed: Callable[[], Awaitable[None]] | None = None,
                  audit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
@@ -357,6 +361,7 @@ class UpstreamManager:
         return sorted(out, key=lambda t: t.exposed_name)
 
     def tool(self, exposed_name: str) -> UpstreamTool | None:
+        """The tool exposed as ``exposed_name`` (``<server>__<tool>``), as its upstream last listed it."""
         server, sep, name = exposed_name.partition(SEPARATOR)
         upstream = self.upstreams.get(server)
         return upstream.tools.get(name) if sep and upstream else None
@@ -368,6 +373,7 @@ class UpstreamManager:
 
     async def call(self, entry: UpstreamTool, args: dict[str, Any],
                    progress: ProgressFnT | None = None) -> types.CallToolResult:
+        """Call ``entry`` on its upstream (``Upstream.call``)."""
         return await self.upstreams[entry.server].call(entry.tool.name, args, progress)
 
     async def unsubscribe(self, server: str, uri: str) -> None:
@@ -396,26 +402,14 @@ class UpstreamManager:
                 upstream.request_refresh()
 
     def status(self) -> dict[str, dict[str, Any]]:
+        """Each upstream's state, tool count, restarts and problem (for the audit log and operators)."""
         return {name: {"state": up.state, "tools": len(up.tools), "restarts": up.restarts, "problem": up.problem}
                 for name, up in self.upstreams.items()}
 
     def stop(self) -> None:
+        """No more restarts of any upstream: the gateway is shutting down."""
         for upstream in self.upstreams.values():
             upstream.stop()
-
-
-async def all_pages(fetch: Callable[[types.PaginatedRequestParams | None], Awaitable[Any]],
-                    items: Callable[[Any], list[T]]) -> list[T]:
-    """Every item of a paginated MCP list (``fetch`` one page, ``items`` of a page), following ``next_cursor``."""
-    out: list[T] = []
-    cursor: str | None = None
-    for _ in range(1000):  # a server that pages forever is cut off, not followed
-        page = await fetch(types.PaginatedRequestParams(cursor=cursor) if cursor else None)
-        out.extend(items(page))
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return out
 
 
 def describe(e: BaseException, timeout_s: float) -> str:

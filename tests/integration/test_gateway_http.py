@@ -134,6 +134,22 @@ def test_foreign_origin_is_403(env: Env) -> None:
     assert post_init(env, {"Authorization": f"Bearer {token}", "Origin": "http://localhost:1234"}).status_code == 200
 
 
+def test_a_foreign_origin_gets_writs_origin_forbidden_body(env: Env) -> None:
+    # Writ's own refusal (the reason code in Writ's JSON error shape), before the token is even looked at;
+    # not the MCP SDK's DNS-rebinding 403, whose body is plain text without a code.
+    token = new_token(env, "plan-bot")
+    forbidden = {"error": {"code": "origin_forbidden", "message": "requests from another origin are refused"}}
+    for headers in ({"Authorization": f"Bearer {token}", "Origin": "https://evil.example"},
+                    {"Origin": "http://localhost.evil.example:8080"},  # no token: the origin is refused first
+                    {"Authorization": f"Bearer {token}", "Origin": "null"}):  # a sandboxed frame or a file: page
+        answer = post_init(env, headers)
+        assert answer.status_code == 403, (headers, answer.text)
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json() == forbidden, answer.text
+    listing = httpx.get(env.url, headers={"Accept": "text/event-stream", "Origin": "https://evil.example"}, timeout=30)
+    assert (listing.status_code, listing.json()) == (403, forbidden)
+
+
 def test_foreign_host_is_refused(env: Env) -> None:
     token = new_token(env, "plan-bot")
     answer = post_init(env, {"Authorization": f"Bearer {token}", "Host": "evil.example"})
@@ -199,6 +215,9 @@ def test_the_agent_token_reaches_neither_the_audit_log_nor_the_upstreams(env: En
 
 
 def test_session_started_is_audited_with_the_principal(env: Env) -> None:
+    for principal in ("plan-bot", "exec-bot"):  # its own sessions: it must pass alone, in any order
+        with http_client(env, new_token(env, principal)) as client:
+            client.list_tools()
     entries = audit_entries(env.data_dir)
     started = [e.payload for e in entries if e.kind == "session_started"]
     assert started and {s["principal"] for s in started} >= {"plan-bot", "exec-bot"}

@@ -44,7 +44,7 @@ from support.gateway import (
 from writ.attestations.audit import AuditEntry, AuditLog
 from writ.engine.cli.audit import audit
 from writ.engine.core.settings import Settings
-from writ.engine.gateway.governance import choose_step, real_path_check
+from writ.engine.gateway.steps import choose_step, real_path_check
 from writ.engine.wiring.services import Services, open_services
 from writ.plans.keys import PrivateKey
 from writ.plans.models import PathGlob, Plan, PlanStep

@@ -31,7 +31,7 @@ from writ.attestations.audit import AuditLog
 from writ.engine.cli.audit import audit
 from writ.engine.core.db import open_database
 from writ.engine.core.settings import Settings
-from writ.engine.gateway.upstream import definition_digest
+from writ.engine.gateway.listing import definition_digest
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 

@@ -75,7 +75,7 @@ def test_every_test_file_named_as_evidence_exists() -> None:
 
 def test_every_audit_entry_kind_is_documented() -> None:
     # Auditors read docs/audit.md to know what an entry means: a kind written by the code must be in it.
-    pattern = re.compile(r"(?:_audit|append|_audit_refusal)\(\s*\"([a-z_]+)\"")
+    pattern = re.compile(r"(?:audit|append|_audit_refusal)\(\s*\"([a-z_]+)\"")
     kinds = {k for folder in ("engine", "plans", "attestations") for f in (ROOT / folder).rglob("*.py")
              for k in pattern.findall(f.read_text())}
     assert {"decision", "tool_result", "request_result", "session_ended", "plan_event"} <= kinds  # the scan works

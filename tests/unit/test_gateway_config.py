@@ -15,7 +15,7 @@ from writ.engine.core.errors import ConfigError, NotFoundError
 from writ.engine.core.settings import Settings
 from writ.engine.gateway.config import GatewayConfigError, load_config
 from writ.engine.gateway.governance import resolve_principal
-from writ.engine.gateway.upstream import definition_digest
+from writ.engine.gateway.listing import definition_digest
 from writ.engine.wiring.services import open_services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +100,8 @@ def test_principals_come_from_the_trust_store_and_groups_from_policy_data(settin
 def test_writ_mcp_refuses_to_start_with_one_line_on_stderr(tmp_path: Path) -> None:
     runner = CliRunner()
     path = write(tmp_path, GOOD)
+    with open_services(Settings(home=tmp_path / "h")):
+        pass  # an initialized data directory (as `writ init` leaves it), without the principal
     result = runner.invoke(mcp, ["--principal", "root", "--config", str(path), "--data-dir", str(tmp_path / "h")])
     assert result.exit_code == 1
     assert result.stderr.startswith("error[principal_not_found]: no principal 'root'") and result.stdout == ""

@@ -13,8 +13,12 @@ def config(**upstreams: dict) -> GatewayConfig:
 
 
 def test_filesystem_root_above_the_data_dir_is_refused(tmp_path: Path) -> None:
+    from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import open_services
+
     home = tmp_path / "project" / ".writ"
-    home.mkdir(parents=True)
+    with open_services(Settings(home=home)):
+        pass  # an initialized data directory (as `writ init` leaves it)
     cfg = config(fs={"command": "node", "args": ["server.js", str(tmp_path / "project")], "cwd": str(tmp_path)})
     problems = secrets_exposed(cfg, [home])
     assert len(problems) == 1
@@ -50,12 +54,16 @@ def test_writ_mcp_refuses_to_start_when_an_upstream_can_read_the_data_dir(tmp_pa
     import subprocess
     import sys
 
+    from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import open_services
+
     home = tmp_path / "project" / ".writ"
-    home.mkdir(parents=True)
+    with open_services(Settings(home=home)):
+        pass  # an initialized data directory (as `writ init` leaves it)
     cfg = tmp_path / "writ.toml"
     cfg.write_text(f'[upstreams.fs]\ncommand = "node"\nargs = ["server.js", "{tmp_path / "project"}"]\n')
     writ = Path(sys.executable).with_name("writ")
     r = subprocess.run([str(writ), "mcp", "--principal", "x", "--config", str(cfg), "--data-dir", str(home)],
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+                       check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith("error[secrets_exposed]: upstream 'fs' is given")
