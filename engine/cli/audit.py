@@ -19,11 +19,9 @@ import sys
 
 import click
 
-from writ.attestations.audit import AuditLog
 from writ.engine.cli.common import writ_command
 from writ.engine.cli.support import JSON_OPTION, echo_json
 from writ.engine.core import reasons
-from writ.engine.core.db import open_database
 from writ.engine.core.errors import InputError
 
 ENTRY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
@@ -62,6 +60,9 @@ def verify(expected_head: str | None, as_json: bool) -> None:
     if expected_head is not None and not ENTRY_HASH.fullmatch(expected_head):
         raise InputError(f"--expected-head {expected_head[:80]!r} is not an entry hash: sha256: and 64 lowercase "
                          "hex digits, as `writ audit verify` prints after 'head'", code=reasons.INPUT_INVALID)
+    from writ.attestations.audit import AuditLog  # the database layer: only once the input is good
+    from writ.engine.core.db import open_database
+
     with open_database(click.get_current_context().obj, create=False) as store:
         report = AuditLog(store).verify(expected_head)
     if as_json:
@@ -95,6 +96,9 @@ def list_entries(count: int, as_json: bool) -> None:
       writ audit list -n 5
       writ audit list --json | jq .payload
     """
+    from writ.attestations.audit import AuditLog
+    from writ.engine.core.db import open_database
+
     with open_database(click.get_current_context().obj, create=False) as store:
         entries = AuditLog(store).tail(count)
     for entry in entries:

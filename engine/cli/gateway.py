@@ -13,7 +13,6 @@ import logging
 import sys
 from pathlib import Path
 
-import anyio
 import click
 
 from writ.engine.cli.common import writ_command
@@ -46,6 +45,8 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
       writ mcp --principal plan-bot --config examples/writ.toml --key plan-bot.pem
       claude mcp add writ -- writ mcp --principal exec-bot --config "$PWD/examples/writ.toml"
     """
+    import anyio
+
     from writ.attestations.audit import AuditLog
     from writ.engine.core.db import open_database
     from writ.engine.gateway.exposure import load_safe_config
