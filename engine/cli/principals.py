@@ -1,7 +1,7 @@
 """``writ principals``: the people and agents Writ knows, each with exactly one role.
 
     $ writ principals add plan-bot --role planner
-    added principal plan-bot (planner); groups: none (groups are policy data: data.writ.groups)
+    added principal plan-bot (planner); groups: none (add one with `writ groups add GROUP plan-bot`)
     $ writ principals list --json | jq '.[].name'
 """
 
@@ -44,7 +44,7 @@ def principals_add(name: str, role: str) -> None:
     """
     with services() as w:
         p = w.trust.add_principal(name, role)
-    groups = ", ".join(p.groups) or "none (groups are policy data: data.writ.groups)"
+    groups = ", ".join(p.groups) or f"none (add one with `writ groups add GROUP {p.name}`)"
     click.echo(f"added principal {p.name} ({p.role}); groups: {groups}")
 
 

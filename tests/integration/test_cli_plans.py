@@ -88,7 +88,7 @@ def submitted(writ: Writ, people: dict[str, Path], tmp_path: Path) -> tuple[str,
 
 def test_principals_keys_sign_submit_approve_show_verify(writ: Writ, tmp_path: Path) -> None:
     assert writ("principals", "add", "plan-bot", "--role", "planner").stdout == (
-        "added principal plan-bot (planner); groups: none (groups are policy data: data.writ.groups)\n"
+        "added principal plan-bot (planner); groups: none (add one with `writ groups add GROUP plan-bot`)\n"
     )
     assert "groups: code-owners" in writ("principals", "add", "alice", "--role", "approver").stdout
     writ("principals", "add", "bob", "--role", "approver")
