@@ -1,5 +1,5 @@
 # Two entry points on a fresh machine (see README):
-#   make serve   set up .venv and run `writ serve` on embedded defaults
+#   make serve   set up .venv, `writ init` (idempotent) and `writ serve` on embedded defaults
 #   make test    set up .venv with the test tools and run every test
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,6 +26,7 @@ $(VENV)/.test: pyproject.toml .mcp-servers/package-lock.json | $(BIN)/python
 	touch $(VENV)/.runtime $@
 
 serve: $(VENV)/.runtime
+	$(BIN)/writ init
 	$(BIN)/writ serve
 
 test: $(VENV)/.test

@@ -1,9 +1,10 @@
-"""The trust store: principals (one role each) and their Ed25519 public keys, in Writ's database.
+"""The trust store: principals (one role each), their Ed25519 public keys and group memberships, in Writ's database.
 
-    trust = TrustStore(db, groups=policy_groups(engine), audit=AuditLog(db))     # groups: data.writ.groups of the policy set
-    trust.add_principal("alice", "planner")
+    trust = TrustStore(db, groups=policy_groups(engine), audit=AuditLog(db))     # + data.writ.groups of the policy set
+    trust.add_principal("alice", "approver")
     key = PrivateKey.generate()
     trust.add_key("alice", key.public_key)                      # the key takes alice's role
+    trust.add_group_member("code-owners", "alice")              # writ groups add code-owners alice
     trust.revoke_key(key.key_id[:19])                           # a full key id or a unique prefix
     trust.trust_set()                                           # writ.plans.trust.TrustSet for verification
     root = trust.export_trust_root()                            # what an auditor carries offline
@@ -11,9 +12,11 @@
 
 A principal has exactly one role (ADR 0008): a person who approves and audits gets
 two principals. Keys carry their principal's role, and the database refuses a key
-whose role is not its principal's. Group membership is not stored here: it is the
-policy data ``data.writ.groups`` (``policies/writ/groups.json``), owned by the
-security team, and read from the loaded policy set each time a trust set is built.
+whose role is not its principal's. A group's members are those the policy data
+``data.writ.groups`` (``policies/writ/groups.json``) lists *and* those stored here with
+``writ groups add`` (see ``writ.plans.trust_groups``): ``groups()`` is that union, read
+afresh each time a trust set is built, and it is what the gateway, approvals and the
+exported trust root all see.
 
 Every change is appended to the audit log (kind ``trust_event``).
 """
@@ -21,11 +24,10 @@ Every change is appended to the audit log (kind ``trust_event``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, get_args
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from sqlalchemy import func
@@ -34,15 +36,27 @@ from sqlmodel import col, select
 
 from writ.engine.core import reasons
 from writ.engine.core.db import Database, db_errors, describe_db_error
-from writ.engine.core.errors import ConfigError, ConflictError, InputError, NotFoundError, StoreError, VerificationError
+from writ.engine.core.errors import ConfigError, ConflictError, InputError, NotFoundError, VerificationError
 from writ.engine.core.ports import AuditSink
 from writ.engine.core.tables import PrincipalRow, TrustedKeyRow
+from writ.engine.core.timeutil import db_time, from_db_time, utc_now
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey, short_key_id
 from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustedKey, TrustSet
+from writ.plans.trust_groups import (
+    GroupMembership,
+    GroupsSource,
+    StoredGroups,
+    check_group_name,
+    groups_from_policy_data,
+    memberships,
+    merge_groups,
+    policy_groups,
+)
 
 __all__ = [
     "TRUST_ROOT_TYPE",
+    "GroupMembership",
     "KeyRecord",
     "PrincipalRecord",
     "TrustStore",
@@ -55,79 +69,18 @@ __all__ = [
 
 ROLES: tuple[str, ...] = get_args(Role)
 TRUST_ROOT_TYPE = "https://writ.dev/trust-root/v1"
-_DB_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 _HEX = re.compile(r"^[0-9a-f]+$")
 MIN_PREFIX = 6
-
-GroupsSource = Callable[[], Mapping[str, tuple[str, ...]]]
-
-
-def db_time(t: datetime) -> str:
-    """A timezone-aware time as stored: UTC, fixed width (text order is time order)."""
-    if t.tzinfo is None:
-        raise InputError("a time must be timezone-aware (e.g. 2026-11-22T10:00:00Z)", code=reasons.INPUT_INVALID)
-    return t.astimezone(UTC).strftime(_DB_TIME)
-
-
-def from_db_time(text: str) -> datetime:
-    """A stored time; ``StoreError`` if the database holds something Writ never wrote."""
-    try:
-        return datetime.strptime(text, _DB_TIME).replace(tzinfo=UTC)
-    except (TypeError, ValueError):
-        raise StoreError(
-            f"the database holds the time {str(text)[:40]!r}, not YYYY-MM-DDTHH:MM:SS.ffffffZ: "
-            "a row was written outside Writ",
-            code=reasons.STORE_CORRUPT,
-        ) from None
 
 
 def _opt_time(text: str | None) -> datetime | None:
     return from_db_time(text) if text is not None else None
 
 
-def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(UTC)
-
-
-class HasPolicySet(Protocol):
-    """An engine that holds its loaded policy set (``EmbeddedEngine``)."""
-
-    @property
-    def policy_set(self) -> Any: ...
-
-
-def groups_from_policy_data(data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """``data.writ.groups`` of a policy set, checked: ``{"group": ["principal", ...]}`` ({} if absent)."""
-    writ = data.get("writ") if isinstance(data, Mapping) else None
-    groups = writ.get("groups", {}) if isinstance(writ, Mapping) else {}
-    where = "data.writ.groups (policies/writ/groups.json)"
-    if not isinstance(groups, Mapping):
-        raise ConfigError(f"{where} must be an object of group name -> list of principals, got {type(groups).__name__}")
-    out: dict[str, tuple[str, ...]] = {}
-    for name, members in groups.items():
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise ConfigError(f"{where}: group {name!r} must be a list of principal names")
-        bad = [m for m in members if not re.fullmatch(PRINCIPAL_PATTERN, m)]
-        if bad:
-            raise ConfigError(f"{where}: group {name!r} lists {bad[0]!r}, which is not a valid principal name")
-        out[str(name)] = tuple(members)
-    return out
-
-
-def policy_groups(engine: HasPolicySet) -> GroupsSource:
-    """Groups read from ``engine``'s policy set at each call, so a policy reload takes effect."""
-
-    def source() -> Mapping[str, tuple[str, ...]]:
-        reload = getattr(engine, "reload_if_changed", None)
-        if callable(reload):
-            reload()
-        return groups_from_policy_data(engine.policy_set.data)
-
-    return source
-
-
 @dataclass(frozen=True)
 class PrincipalRecord:
+    """A principal as stored, with the groups it is in now (both sources)."""
+
     name: str
     role: str
     created_at: datetime
@@ -136,6 +89,8 @@ class PrincipalRecord:
 
 @dataclass(frozen=True)
 class KeyRecord:
+    """A trusted key as stored; ``trusted`` is the ``TrustedKey`` that verification uses."""
+
     key_id: str
     principal: str
     role: str
@@ -175,11 +130,15 @@ def _key_record(row: TrustedKeyRow) -> KeyRecord:
 
 
 class TrustStore:
-    """Principals and keys in a ``Database``; groups from the policy data. Safe to share between processes."""
+    """Principals, keys and stored group memberships in a ``Database``, merged with the policy data's groups.
+
+    Safe to share between processes. ``groups``: the policy data's ``data.writ.groups`` (``policy_groups``).
+    """
 
     def __init__(self, store: Database, groups: GroupsSource | None = None, *, audit: AuditSink) -> None:
         self._store = store
         self._groups: GroupsSource = groups or dict
+        self._stored_groups = StoredGroups(store)
         self._audit = audit
 
     def _db(self, what: str) -> AbstractContextManager[None]:
@@ -196,7 +155,7 @@ class TrustStore:
             )
         if role not in ROLES:
             raise InputError(f"role {role!r} is not one of {', '.join(ROLES)}", code=reasons.ROLE_INVALID)
-        created = db_time(_now(now))
+        created = db_time(now or utc_now())
         with self._db(f"add principal {name!r}"), self._store.session(write=True) as session:
             clash = session.exec(select(PrincipalRow).where(func.lower(PrincipalRow.name) == name.lower())).first()
             if clash is not None:
@@ -242,8 +201,34 @@ class TrustStore:
     # -- groups ------------------------------------------------------------------------------
 
     def groups(self) -> dict[str, tuple[str, ...]]:
-        """``data.writ.groups`` of the policy set in force."""
-        return dict(self._groups())
+        """Every group in force: ``data.writ.groups`` of the policy set and ``writ groups add``, merged."""
+        return merge_groups(self._groups(), self._stored_groups.all())
+
+    def memberships(self) -> list[GroupMembership]:
+        """Every (group, principal) in force, with where each comes from (``policy_data``, ``trust_store``)."""
+        return memberships(self._groups(), self._stored_groups.all())
+
+    def add_group_member(self, group: str, principal: str, *, now: datetime | None = None) -> GroupMembership:
+        """Store ``principal`` (which must exist) as a member of ``group``; ``group_member_exists`` if it is."""
+        check_group_name(group)
+        name = self.principal(principal).name
+        self._stored_groups.add(group, name, created=db_time(now or utc_now()))
+        self._audit.append("trust_event", {"event": "group_member_added", "group": group, "principal": name})
+        return next(m for m in self.memberships() if (m.group, m.principal) == (group, name))
+
+    def remove_group_member(self, group: str, principal: str) -> None:
+        """Remove a stored membership. One listed only in the policy data is refused: edit that file instead."""
+        check_group_name(group)
+        if not self._stored_groups.remove(group, principal):
+            listed = principal in dict(self._groups()).get(group, ())
+            raise NotFoundError(
+                f"{principal!r} is in group {group!r} through the policy data (data.writ.groups, "
+                "policies/writ/groups.json), not the trust store: remove it from that file"
+                if listed
+                else f"{principal!r} is not a member of group {group!r} (see `writ groups list`)",
+                code=reasons.GROUP_MEMBER_NOT_FOUND,
+            )
+        self._audit.append("trust_event", {"event": "group_member_removed", "group": group, "principal": principal})
 
     def _groups_of(self, name: str) -> tuple[str, ...]:
         return tuple(sorted(g for g, members in self.groups().items() if name in members))
@@ -268,7 +253,7 @@ class TrustStore:
             public_key=public_key.to_base64(),
             not_before=db_time(not_before) if not_before else None,
             not_after=db_time(not_after) if not_after else None,
-            created_at=db_time(_now(now)),
+            created_at=db_time(now or utc_now()),
         )
         record = _key_record(row)
         try:
@@ -337,7 +322,7 @@ class TrustStore:
         A key already revoked can only be revoked earlier (a compromise found to be older), never later.
         """
         record = self.key(ref)
-        when = db_time(_now(at))
+        when = db_time(at or utc_now())
         with self._db(f"revoke key {short_key_id(record.key_id)}"), self._store.session(write=True) as session:
             row = session.get(TrustedKeyRow, record.key_id)
             assert row is not None
@@ -361,7 +346,7 @@ class TrustStore:
     # -- trust sets --------------------------------------------------------------------------
 
     def trust_set(self) -> TrustSet:
-        """Every stored key (revoked ones included: they verify history) and the policy's groups."""
+        """Every stored key (revoked ones included: they verify history) and the groups in force (``groups()``)."""
         keys = [k.trusted for k in self.keys()]
         try:
             return TrustSet.of(keys, self.groups())
@@ -376,7 +361,7 @@ class TrustStore:
         trust = self.trust_set().model_dump(mode="json")
         return {
             "_type": TRUST_ROOT_TYPE,
-            "exported_at": _now(now).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "exported_at": (now or utc_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "digest": sha256_digest(canonical_bytes(trust)),
             "trust": trust,
         }

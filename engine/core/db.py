@@ -17,27 +17,36 @@ reads and then writes takes the write lock up front and never fails half way wit
 
 Migrations are Alembic scripts inside this package, run in code by ``migrate()``
 under a lock (SQLite's write lock, a PostgreSQL advisory lock), so several
-processes may open a fresh database at once. Every failure is a ``StoreError``
-that names the database and the reason.
+processes may open a fresh database at once. A database already at the newest
+revision is not handed to Alembic at all (nor is Alembic imported): a command
+that only reads starts fast. Every failure is a ``StoreError`` that names the
+database and the reason.
+
+``create=False`` is for a data directory that must already exist (every ``writ``
+command but ``writ init``): a missing SQLite file, or a database without Writ's
+schema (e.g. an empty PostgreSQL database), is ``StoreError`` ``store_missing``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlmodel import Session
 
+from writ.engine.core import reasons
 from writ.engine.core.errors import StoreError
 from writ.engine.core.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long a statement waits for a lock before failing (SQLite busy_timeout,
@@ -86,14 +95,14 @@ class Database:
 def open_database(settings: Settings, *, create: bool = True, upgrade: bool = True) -> Database:
     """Connect to ``settings.effective_database_url`` and migrate it to the latest schema.
 
-    ``create=False`` refuses to create a SQLite database that does not exist yet
-    (for read-only commands such as ``writ audit verify``); ``upgrade=False``
-    leaves the schema as it is (for Alembic's own command line).
+    ``create=False`` refuses a SQLite file that does not exist and a database that holds no
+    Writ schema (``store_missing``, naming ``writ init``); ``upgrade=False`` leaves the schema
+    as it is (for Alembic's own command line).
     """
     url = _parse_url(settings.effective_database_url)
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite":
-        _prepare_sqlite_file(url, shown, create=create)
+        _prepare_sqlite_file(url, settings, create=create)
         engine = create_engine(url)
         _install_sqlite_hooks(engine)
     else:
@@ -101,28 +110,70 @@ def open_database(settings: Settings, *, create: bool = True, upgrade: bool = Tr
         _install_postgres_hooks(engine)
     store = Database(engine, shown)
     try:
-        with engine.connect():
-            pass
-        if upgrade:
+        with engine.connect() as conn:
+            revision = current_revision(conn)
+        if revision is None and not create:
+            raise StoreError(
+                f"database {shown} holds no Writ schema: run 'writ init --data-dir {settings.home}'",
+                code=reasons.STORE_MISSING,
+            )
+        if upgrade and revision != head_revision():
             migrate(store)
-    except (SQLAlchemyError, CommandError) as e:
+    except SQLAlchemyError as e:
         engine.dispose()
         raise StoreError(f"cannot open database {shown}: {describe_db_error(e)}") from e
+    except StoreError:
+        engine.dispose()
+        raise
     return store
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision of the database (None: no Writ schema at all)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(value) if value is not None else None
+
+
+@cache
+def head_revision() -> str:
+    """The newest revision shipped in ``migrations/versions`` (read from the scripts, without Alembic)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text()
+        found = re.search(r'^revision(?:: str)? = "([^"]+)"', source, re.MULTILINE)
+        if found is None:
+            continue
+        revisions.add(found.group(1))
+        parents |= set(re.findall(r'^down_revision(?:: [^=]+)? = "([^"]+)"', source, re.MULTILINE))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise StoreError(f"the migrations in {MIGRATIONS_DIR} have {len(heads)} heads, expected 1: {sorted(heads)}")
+    return heads.pop()
 
 
 def migrate(store: Database, revision: str = "head") -> None:
     """Upgrade the schema to ``revision``, one process at a time."""
-    with store.connect(write=True) as conn, conn.begin():
-        if store.dialect == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        config = alembic_config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, revision)
+    from alembic import command
+    from alembic.util.exc import CommandError
+
+    try:
+        with store.connect(write=True) as conn, conn.begin():
+            if store.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except CommandError as e:
+        raise StoreError(f"cannot migrate database {store.url}: {describe_db_error(e)}") from e
 
 
 def alembic_config() -> Config:
     """An Alembic config for the migrations shipped in this package (independent of the cwd)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -162,14 +213,18 @@ def _parse_url(raw: str) -> URL:
     return url
 
 
-def _prepare_sqlite_file(url: URL, shown: str, *, create: bool) -> None:
+def _prepare_sqlite_file(url: URL, settings: Settings, *, create: bool) -> None:
     if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
         return
     path = Path(url.database).expanduser()
     if path.exists():
         return
     if not create:
-        raise StoreError(f"cannot open database {shown}: {path} does not exist")
+        what = "data directory" if path.parent == settings.home and not path.parent.exists() else "database"
+        at = path.parent if what == "data directory" else path
+        raise StoreError(
+            f"no Writ {what} at {at}: run 'writ init --data-dir {settings.home}'", code=reasons.STORE_MISSING
+        )
     if not path.parent.is_dir():
         try:
             path.parent.mkdir(mode=0o700, parents=True)

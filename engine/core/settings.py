@@ -5,18 +5,34 @@ with defaults that run on a laptop with nothing else installed:
 
     settings = Settings()                       # .writ/ under the cwd, embedded engine
     settings = Settings(home=Path("/srv/writ"), engine="opa", opa_url="http://127.0.0.1:8181")
+    settings = shared_settings(settings)        # + what `writ init` recorded in <home>/settings.json
 
 The limits live here, in one object, so that every parser and every engine
 bounds input the same way (see ``Limits``).
+
+The settings every process of one data directory must share (the policy directory and the
+database URL) are recorded by ``writ init`` in ``<data dir>/settings.json`` (``RecordedSettings``).
+They win over the defaults; a ``WRIT_POLICY_DIR`` or ``WRIT_DATABASE_URL`` that names something
+else is refused (``settings_conflict``), never silently preferred, so ``writ approve`` and the
+gateway cannot read different policies.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError
+
+SETTINGS_FILE = "settings.json"
+"""Where ``writ init`` records the shared settings, inside the data directory."""
+SETTINGS_TYPE = "https://writ.dev/settings/v1"
 
 
 class PlanLimits(BaseModel):
@@ -91,3 +107,108 @@ def shipped_policy_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the writ.policies package is not installed")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+class RecordedSettings(BaseModel):
+    """What ``writ init`` records in ``<data dir>/settings.json``: the settings every command shares.
+
+    ``None`` is the default: the shipped policies, SQLite ``writ.sqlite`` in the data directory.
+
+        write_recorded(home, RecordedSettings(policy_dir=Path("/srv/policies").absolute()))
+        read_recorded(home)        # RecordedSettings(policy_dir=PosixPath('/srv/policies'), database_url=None)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy_dir: Path | None = None
+    database_url: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> RecordedSettings:
+        """The shared part of ``settings`` (the policy directory made absolute)."""
+        policy_dir = settings.policy_dir.expanduser().absolute() if settings.policy_dir is not None else None
+        return cls(policy_dir=policy_dir, database_url=settings.database_url)
+
+    def differences(self, other: RecordedSettings, home: Path) -> list[str]:
+        """What ``other`` would change, in words; [] when both name the same policies and database."""
+        out = []
+        if _policy_path(self.policy_dir) != _policy_path(other.policy_dir):
+            out.append(f"policy directory {_shown(self.policy_dir)} -> {_shown(other.policy_dir)}")
+        if _database(self.database_url, home) != _database(other.database_url, home):
+            out.append(f"database {_database(self.database_url, home)} -> {_database(other.database_url, home)}")
+        return out
+
+
+def _policy_path(p: Path | None) -> Path:
+    return (p if p is not None else shipped_policy_dir()).expanduser().resolve()
+
+
+def _shown(p: Path | None) -> str:
+    return str(p) if p is not None else "(the shipped policies)"
+
+
+def _database(url: str | None, home: Path) -> str:
+    return url or f"sqlite:///{home / 'writ.sqlite'}"
+
+
+def read_recorded(home: Path) -> RecordedSettings | None:
+    """The settings recorded in ``home`` (None if ``writ init`` recorded none); ``ConfigError`` if unreadable."""
+    path = home / SETTINGS_FILE
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    fix = f"fix it, or remove it and run 'writ init --data-dir {home}'"
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is not JSON: {fix}") from None
+    if not isinstance(doc, dict) or doc.pop("_type", None) != SETTINGS_TYPE:
+        raise ConfigError(f"{path} is not Writ's recorded settings (_type {SETTINGS_TYPE!r}): {fix}")
+    try:
+        return RecordedSettings.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {e.errors()[0]['msg']}: {fix}") from None
+
+
+def write_recorded(home: Path, recorded: RecordedSettings) -> Path:
+    """Record ``recorded`` in ``home`` (atomically, mode 0600); the file written."""
+    path = home / SETTINGS_FILE
+    doc = {"_type": SETTINGS_TYPE, **recorded.model_dump(mode="json")}
+    tmp = path.with_name(f".{SETTINGS_FILE}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from None
+    return path
+
+
+def shared_settings(settings: Settings) -> Settings:
+    """``settings`` with the policy directory and database recorded in its data directory, if any.
+
+    A ``policy_dir`` or ``database_url`` already set (from ``WRIT_*``) must name the same thing
+    as the recorded one: ``ConfigError`` (``settings_conflict``) otherwise.
+    """
+    recorded = read_recorded(settings.home)
+    if recorded is None:
+        return settings
+    asked = RecordedSettings.of(settings)
+    env = RecordedSettings(
+        policy_dir=asked.policy_dir if asked.policy_dir is not None else recorded.policy_dir,
+        database_url=asked.database_url if asked.database_url is not None else recorded.database_url,
+    )
+    changes = recorded.differences(env, settings.home)
+    if changes:
+        raise ConfigError(
+            f"WRIT_* settings disagree with those recorded in {settings.home / SETTINGS_FILE}: "
+            f"{'; '.join(changes)}. Unset WRIT_POLICY_DIR / WRIT_DATABASE_URL, or change the record with "
+            f"'writ init --data-dir {settings.home} --reconfigure ...'",
+            code=reasons.SETTINGS_CONFLICT,
+        )
+    return settings.model_copy(update={"policy_dir": recorded.policy_dir, "database_url": recorded.database_url})

@@ -11,7 +11,7 @@ its constraints keep the chain linear: ``seq`` and ``prev_hash`` are unique (two
 entries can never claim the same predecessor), ``seq`` starts at 1, and only
 entry 1 links to the genesis hash.
 
-The trust store (``principals``, ``trust_keys``) is written by
+The trust store (``principals``, ``trust_keys``, ``principal_groups``) is written by
 ``writ.plans.trust_store.TrustStore``; plans, their approvals and step claims by
 ``writ.plans.store.PlanStore``. The database enforces what must hold across
 processes: a key has its principal's role (a composite foreign key), principal
@@ -111,6 +111,19 @@ class TrustedKeyRow(SQLModel, table=True):
     not_before: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     not_after: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     revoked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class GroupMemberRow(SQLModel, table=True):
+    """One principal's membership of one group (``writ groups add``), beside those of the policy data."""
+
+    __tablename__ = "principal_groups"
+    __table_args__ = (Index("ix_principal_groups_principal", "principal"),)
+
+    group_name: str = Field(sa_column=Column(String(128), primary_key=True))
+    principal: str = Field(
+        sa_column=Column(String(128), ForeignKey("principals.name"), primary_key=True)
+    )
     created_at: str = Field(sa_column=Column(String(32), nullable=False))
 
 

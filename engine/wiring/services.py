@@ -5,9 +5,11 @@
     stores = wire_services(settings, store, engine=pdp.engine, audit=pdp.audit)   # the gateway: shares its own
     key, path = find_signing_key(settings, stores.trust, "plan-bot")           # from <data dir>/keys/
 
-Groups always come from the policy set (``data.writ.groups``): from the embedded engine
-when it decides, else from the local policy directory beside an OPA sidecar. Approvals are
-evaluated by the engine that decides (embedded or OPA).
+Groups are the trust store's (``writ groups add``) merged with the policy set's
+``data.writ.groups``: from the embedded engine when it decides, else from the local policy
+directory beside an OPA sidecar (see ``writ.plans.trust_groups``). Approvals are evaluated by
+the engine that decides (embedded or OPA). The local embedded engine is loaded on first use,
+so a command that only lists plans never parses the policies.
 
 Private keys live in ``<data dir>/keys/`` (mode 0700), one PEM file per key named
 ``<principal>-<12 hex of the key id>.pem`` (what ``writ keys new`` writes). A file name is
@@ -17,18 +19,21 @@ trust store holds, valid now, for that principal.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.db import Database, open_database
 from writ.engine.core.errors import ConfigError, NotFoundError, WritError
 from writ.engine.core.settings import Settings
+from writ.engine.core.timeutil import utc_now
 from writ.plans.assessment import PolicyEvaluator
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.store import PlanStore
@@ -36,8 +41,17 @@ from writ.plans.trust_store import TrustStore, policy_groups
 
 if TYPE_CHECKING:
     from writ.engine.policy.base import PolicyEngine
+    from writ.engine.policy.embedded import EmbeddedEngine
 
-__all__ = ["Services", "find_signing_key", "key_file_name", "keys_dir", "open_services", "wire_services"]
+__all__ = [
+    "LocalPolicy",
+    "Services",
+    "find_signing_key",
+    "key_file_name",
+    "keys_dir",
+    "open_services",
+    "wire_services",
+]
 
 
 @dataclass
@@ -51,16 +65,53 @@ class Services:
     policy: PolicyEvaluator
 
 
+class LocalPolicy:
+    """The embedded engine on the settings' policy directory, loaded on first use (``data.writ.groups`` lives here).
+
+        local = LocalPolicy(settings)
+        local.evaluate("writ.approval.requirement", doc)     # loads and checks the policy set now
+    """
+
+    def __init__(self, settings: Settings, engine: EmbeddedEngine | None = None) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> EmbeddedEngine:
+        with self._lock:
+            if self._engine is None:
+                from writ.engine.policy.embedded import EmbeddedEngine
+
+                self._engine = EmbeddedEngine(self._settings.effective_policy_dir, self._settings.limits)
+            return self._engine
+
+    @property
+    def policy_set(self) -> Any:
+        return self.engine.policy_set
+
+    def reload_if_changed(self) -> bool:
+        return self.engine.reload_if_changed()
+
+    def evaluate(self, path: str, input_doc: dict[str, Any] | None = None) -> Any:
+        return self.engine.evaluate(path, input_doc)
+
+
 def wire_services(
     settings: Settings, store: Database, *, engine: PolicyEngine | None = None, audit: AuditLog | None = None
 ) -> Services:
     """The trust and plan stores on ``store``. ``engine``: the engine already deciding (reused, not reloaded)."""
-    from writ.engine.policy.embedded import EmbeddedEngine
-    from writ.engine.policy.pdp import make_engine
+    # An EmbeddedEngine exists only if its module was imported: no need to import it (and regorus) to ask.
+    embedded = sys.modules.get("writ.engine.policy.embedded")
+    reuse = engine if embedded is not None and isinstance(engine, embedded.EmbeddedEngine) else None
+    local = LocalPolicy(settings, reuse)
+    policy: PolicyEvaluator
+    if settings.engine == "embedded":
+        policy = local
+    else:
+        from writ.engine.policy.pdp import make_engine
 
-    local = engine if isinstance(engine, EmbeddedEngine) else EmbeddedEngine(
-        settings.effective_policy_dir, settings.limits)  # data.writ.groups lives here
-    policy: PolicyEvaluator = local if settings.engine == "embedded" else (engine or make_engine(settings))
+        policy = engine or make_engine(settings)
     audit = audit or AuditLog(store)
     trust = TrustStore(store, policy_groups(local), audit=audit)
     plans = PlanStore(store, trust, policy, limits=settings.limits.plans, audit=audit)
@@ -107,7 +158,7 @@ def find_signing_key(
     whose public key the trust store holds for ``principal``, valid at ``now``. Errors
     (``NotFoundError`` ``signing_key_missing``) say what was tried and how to fix it.
     """
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     trusted = {k.key_id: k for k in trust.keys(principal) if k.status(now) == "valid"}
     fix = f"create one with `writ keys new --principal {principal} --data-dir {settings.home}`"
     if key_file is not None:

@@ -477,7 +477,7 @@ def test_cli_without_a_database_says_so_and_creates_nothing(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert (
         result.stderr
-        == f"error[store_unavailable]: cannot open database sqlite:///{db}: {db} does not exist\n"
+        == f"error[store_missing]: no Writ data directory at {db.parent}: run 'writ init --data-dir {db.parent}'\n"
     )
     assert not db.parent.exists()
 

@@ -92,6 +92,24 @@ def test_policy_check_reports_file_and_line(tmp_path: Path) -> None:
     assert code == 0 and "writ.authz" in out
 
 
+def test_policy_check_json(policy_dir: Path) -> None:
+    code, out = run("policy", "check", "--json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["policy_dir"] == str(policy_dir) and "writ.authz" in doc["packages"]
+    assert doc["revision"] == load_policy_set(policy_dir).revision and "writ/authz.rego" in doc["modules"]
+
+
+def test_policy_commands_use_the_policy_dir_recorded_by_init(policy_copy: Path, tmp_path: Path) -> None:
+    (policy_copy / "writ" / "extra.rego").write_text("package writ.extra\n\nx := 1\n")
+    assert run("init", "--policy-dir", str(policy_copy))[0] == 0
+    code, out = run("policy", "check")
+    assert code == 0 and "writ.extra" in out
+    f = tmp_path / "in.json"
+    f.write_text("{}")
+    assert run("policy", "eval", "--input", str(f), "--query", "data.writ.extra.x") == (0, "1\n")
+
+
 def test_policy_bundle_is_reproducible_and_complete(tmp_path: Path, policy_dir: Path) -> None:
     a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     assert run("policy", "bundle", "-o", str(a))[0] == 0
@@ -124,14 +142,18 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
 
 def test_writ_command_is_installed_and_errors_are_one_line(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "writ"
-    r = subprocess.run([str(exe), "policy", "check", str(tmp_path / "missing")], capture_output=True, text=True)
+    r = subprocess.run([str(exe), "policy", "check", str(tmp_path / "missing")], capture_output=True, text=True,
+                       check=False)
     assert r.returncode == 1
     assert r.stderr.strip() == f"error[policy_invalid]: policy directory {tmp_path / 'missing'} does not exist or is not a directory"
 
 
 def test_serve_refuses_to_start_on_a_policy_set_that_fails_its_check(tmp_path: Path) -> None:
-    (tmp_path / "authz.rego").write_text('package writ.authz\n\ndecision := {"allow": crypto.sha256("x") == ""}\n')
-    result = CliRunner().invoke(main, ["serve", "--port", "1"], env={"WRIT_POLICY_DIR": str(tmp_path)})
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "authz.rego").write_text('package writ.authz\n\ndecision := {"allow": crypto.sha256("x") == ""}\n')
+    assert run("init", "--policy-dir", str(policies))[0] == 0
+    result = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert result.exit_code == 1
     assert result.output.startswith("error[policy_invalid]: policy set")
     assert "authz.rego:3:" in result.output

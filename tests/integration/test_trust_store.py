@@ -1,4 +1,4 @@
-"""The trust store on real databases: principals with one role, keys bound to them, groups from policy data."""
+"""The trust store on real databases: principals with one role, keys bound to them, groups from both sources."""
 
 from __future__ import annotations
 
@@ -227,6 +227,65 @@ def test_group_member_clashing_by_case_with_a_principal_is_refused(store: Databa
     trust.add_key("alice", PrivateKey.generate().public_key)
     with pytest.raises(ConfigError, match="principals 'alice' and 'Alice' differ only by case"):
         trust.trust_set()
+
+
+# -- groups: stored in the trust store, merged with the policy data ------------------------------
+
+
+def test_stored_members_join_the_policy_datas_groups(trust: TrustStore) -> None:
+    trust.add_principal("dave", "approver")
+    trust.add_principal("erin", "approver")
+    trust.add_group_member("code-owners", "dave")
+    trust.add_group_member("release", "erin")
+    assert trust.groups() == {"code-owners": ("alice", "bob", "dave"), "security": ("carol",), "release": ("erin",)}
+    assert trust.principal("dave").groups == ("code-owners",)
+    assert trust.trust_set().groups_of("erin") == {"release"}
+    sources = {(m.group, m.principal): m.sources for m in trust.memberships()}
+    assert sources[("code-owners", "alice")] == ("policy_data",)
+    assert sources[("code-owners", "dave")] == ("trust_store",)
+    assert trust.export_trust_root()["trust"]["groups"]["release"] == ["erin"]
+
+
+def test_a_stored_group_member_is_audited_and_removed(store: Database, trust: TrustStore) -> None:
+    trust.add_principal("alice", "approver")
+    trust.add_group_member("security", "alice")
+    assert trust.groups()["security"] == ("carol", "alice")
+    trust.remove_group_member("security", "alice")
+    assert trust.groups()["security"] == ("carol",)
+    assert trust.principal("alice").groups == ("code-owners",)  # the policy data's membership stays
+    events = [(e.payload["event"], e.payload.get("group")) for e in AuditLog(store).tail(3)]
+    assert events == [("principal_added", None), ("group_member_added", "security"),
+                      ("group_member_removed", "security")]
+
+
+@pytest.mark.parametrize(
+    ("group", "principal", "error", "code", "message"),
+    [
+        pytest.param("code-owners", "nobody", NotFoundError, "principal_not_found", "no principal 'nobody'",
+                     id="unknown_principal"),
+        pytest.param("code owners", "dave", InputError, "group_invalid", "group name 'code owners' is invalid",
+                     id="bad_group_name"),
+        pytest.param("code-owners", "dave", ConflictError, "group_member_exists", "'dave' is already in group",
+                     id="added_twice"),
+    ],
+)
+def test_group_member_refusals(
+    trust: TrustStore, group: str, principal: str, error: type[Exception], code: str, message: str
+) -> None:
+    trust.add_principal("dave", "approver")
+    trust.add_group_member("code-owners", "dave")
+    with pytest.raises(error, match=message) as e:
+        trust.add_group_member(group, principal)
+    assert e.value.code == code  # type: ignore[attr-defined]
+
+
+def test_removing_a_member_the_policy_data_lists_names_the_file(trust: TrustStore) -> None:
+    trust.add_principal("alice", "approver")
+    with pytest.raises(NotFoundError, match="through the policy data .*groups.json") as e:
+        trust.remove_group_member("code-owners", "alice")
+    assert e.value.code == "group_member_not_found"
+    with pytest.raises(NotFoundError, match="'alice' is not a member of group 'release'"):
+        trust.remove_group_member("release", "alice")
 
 
 # -- the exported trust root ----------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""``writ serve``: the decision API over HTTP, and with ``--config`` the MCP gateway at ``/mcp``.
+
+    $ writ init && writ serve --port 8420
+    writ: data directory /home/me/.writ
+    writ: policies /home/me/writ/policies (engine embedded)
+    writ: listening on http://127.0.0.1:8420  (POST /v1/decisions, GET /v1/policy, GET /v1/bundle)
+    $ writ serve --port 8420            # while the first one runs
+    error[port_in_use]: cannot listen on 127.0.0.1:8420: the port is in use by another process; ...
+
+The port is bound before anything is announced, and the bound socket is handed to uvicorn:
+a bad host or port, a busy port, a policy set that fails its check or a missing data
+directory is one ``error[code]: message`` line and exit 1, never a traceback and never a
+"listening" line. ``--port 0`` takes a free port and announces it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from writ.engine.cli.common import writ_command
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from writ.engine.core.settings import Settings
+
+API_ROUTES = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle"
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``; ``ConfigError`` (``port_in_use`` for a busy port) naming what to change."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port: choose one from 1 to 65535 (0: any free port)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+        raise ConfigError(f"--host {host!r} is not an address to listen on: {reason}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses the port
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: the port is in use by another process; "
+                "stop it or choose another --port",
+                code=reasons.PORT_IN_USE,
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8420, show_default=True, type=int, help="Port to bind (0: any free port).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also serve the MCP gateway at /mcp (streamable HTTP, bearer tokens: writ tokens new) "
+                   "with this gateway config's upstreams.")
+@writ_command
+def serve(host: str, port: int, config_path: Path | None) -> None:
+    """Run Writ: the decision API (and, for OPA sidecars, the policy bundle) over HTTP.
+
+    With --config, also the MCP gateway at /mcp: agents authenticate with a bearer token
+    (writ tokens new --principal NAME); each MCP session acts for its token's principal.
+
+    \b
+    Example:
+      writ init && writ serve --port 8420
+      curl -s localhost:8420/v1/decisions -d @examples/planner-write.json
+      writ serve --config examples/writ.toml      # MCP at http://127.0.0.1:8420/mcp
+    """
+    settings: Settings = click.get_current_context().obj
+    sock = bind_port(host, port)
+    try:
+        _run(settings, sock, host, config_path)
+    finally:
+        sock.close()
+
+
+def _run(settings: Settings, sock: socket.socket, host: str, config_path: Path | None) -> None:
+    from writ.attestations.audit import AuditLog
+    from writ.engine.core.db import open_database
+    from writ.engine.policy.pdp import DecisionPoint, make_engine
+    from writ.engine.web.app import create_app
+
+    config = None
+    if config_path is not None:
+        from writ.engine.gateway.exposure import load_safe_config
+
+        config = load_safe_config(config_path, settings)
+    with open_database(settings, create=False) as store:
+        audit_log = AuditLog(store)
+        pdp = DecisionPoint(make_engine(settings), audit_log)
+        try:
+            if config is None:
+                app = create_app(settings, host=host, pdp=pdp)
+                routes = API_ROUTES
+            else:
+                from writ.engine.gateway.http import HttpGateway
+                from writ.engine.gateway.tokens import TokenStore
+                from writ.engine.wiring.services import wire_services
+
+                stores = wire_services(settings, store, engine=pdp.engine, audit=audit_log)
+                gateway = HttpGateway(pdp, config, stores, TokenStore(store), host=host)
+                app = create_app(settings, host=host, pdp=pdp, gateway=gateway)
+                routes = f"{API_ROUTES}, MCP at /mcp"
+            _announce(settings, host, sock.getsockname()[1], routes)
+            _uvicorn(app, sock)
+        finally:
+            pdp.close()
+
+
+def _uvicorn(app: FastAPI, sock: socket.socket) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def _announce(settings: Settings, host: str, port: int, routes: str) -> None:
+    click.echo(f"writ: data directory {settings.home}")
+    click.echo(f"writ: policies {settings.effective_policy_dir} (engine {settings.engine})")
+    click.echo(f"writ: listening on http://{host}:{port}  ({routes})")
