@@ -24,14 +24,28 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from writ.engine.core import reasons
+from writ.engine.core.errors import InputError
+
+__all__ = ["PathRefused", "check_glob", "check_root", "glob_matches", "under_root"]
+
 _FORBIDDEN_GLOB_CHARS = set("[]{}\\\0")
 
 
-class PathRefused(ValueError):
-    """A path or glob that a constraint cannot accept; the message says why."""
+class PathRefused(InputError):
+    """A path or glob that a constraint cannot accept; the message says why.
+
+        try:
+            under_root("/etc/passwd", "/repo")
+        except PathRefused as e:
+            print(e.code, e)      # path_refused  path '/etc/passwd' is not under the root '/repo'
+    """
+
+    code = reasons.PATH_REFUSED
 
 
 def check_root(root: str) -> str:
+    """``root`` itself if it is an absolute, normalized POSIX path; ``PathRefused`` otherwise."""
     if not root.startswith("/"):
         raise PathRefused(f"root {root!r} is not an absolute path")
     if "\0" in root or "\\" in root:
@@ -43,6 +57,7 @@ def check_root(root: str) -> str:
 
 
 def check_glob(glob: str) -> str:
+    """``glob`` itself if it is a relative glob of the supported language; ``PathRefused`` otherwise."""
     if not glob:
         raise PathRefused("glob is empty")
     if glob.startswith("/"):
@@ -77,6 +92,7 @@ def _compile(glob: str) -> re.Pattern[str]:
 
 
 def glob_matches(glob: str, relative_path: str) -> bool:
+    """Whether a root-relative path matches ``glob`` (``PathRefused`` for a glob outside the language)."""
     return _compile(glob).fullmatch(relative_path) is not None
 
 

@@ -440,3 +440,10 @@ def test_under_root_is_lexical():
     assert under_root("/etc/passwd", "/") == "etc/passwd"
     with pytest.raises(PathRefused):
         under_root("/repo/a", "relative")
+
+
+def test_path_refused_is_a_typed_input_error():
+    """A refused path reaches a user as ``error[path_refused]``, never as a bare ValueError."""
+    with pytest.raises(PathRefused, match="is not under the root '/repo'") as e:
+        under_root("/etc/passwd", "/repo")
+    assert isinstance(e.value, InputError) and e.value.code == "path_refused"
