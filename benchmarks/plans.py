@@ -22,11 +22,12 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.keys import PrivateKey
 from writ.plans.models import Plan, PlanStep
 from writ.plans.statements import sign_approval, sign_plan
 from writ.plans.trust import TrustedKey, TrustSet
-from writ.plans.verify import ApprovalRequirement, evaluate_approvals, verify_plan_envelope
+from writ.plans.verify import evaluate_approvals, verify_plan_envelope
 
 
 def per_second(fn, n: int) -> float:  # type: ignore[no-untyped-def]

@@ -23,25 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from writ.engine.core import reasons
-from writ.engine.core.errors import ApprovalPolicyError, InputError, WritError
+from writ.engine.core.errors import ApprovalPolicyError, WritError
+from writ.engine.core.timeutil import aware, iso
 from writ.plans import dsse
+from writ.plans.approval_result import ApprovalRequirement, ApprovalResult, IgnoreReason
 from writ.plans.keys import PublicKey
-from writ.plans.models import Plan, PlanLimits
+from writ.plans.models import Plan, PlanLimits, short_plan_id
 from writ.plans.statements import IN_TOTO_PAYLOAD_TYPE, ApprovalStatement, Decision
 from writ.plans.trust import TrustedKey, TrustSet
-from writ.plans.verify import (
-    ApprovalRequirement,
-    ApprovalResult,
-    IgnoreReason,
-    evaluate_approvals,
-    short_plan_id,
-)
+from writ.plans.verify import evaluate_approvals
 
 __all__ = [
     "PYTHON_ONLY_REASONS",
@@ -73,12 +68,6 @@ class PolicyEvaluator(Protocol):
     def evaluate(self, path: str, input_doc: dict[str, Any] | None = None) -> Any: ...
 
 
-def _iso(t: datetime) -> str:
-    if t.tzinfo is None:
-        raise InputError("'now' must be a timezone-aware datetime", code=reasons.INPUT_INVALID)
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class VerifiedApproval(BaseModel):
     """An approval whose signature verified under a trusted key: the facts the policy decides on."""
 
@@ -95,18 +84,25 @@ class VerifiedApproval(BaseModel):
     key_valid: bool
 
     def to_input(self) -> dict[str, Any]:
+        """The approval as the policy reads it in ``input.approvals[]``."""
         return {
             "approver": self.approver,
             "role": self.role,
             "groups": sorted(self.groups),
             "decision": self.decision,
             "plan_id": self.plan_id,
-            "at": _iso(self.at),
+            "at": iso(self.at),
             "key_valid": self.key_valid,
         }
 
 
 class PolicyIgnored(BaseModel):
+    """An approval the policy did not count, and its reason code (the same codes as ``IgnoreReason``).
+
+        [(i.approver, i.reason) for i in policy_result(engine, plan, approvals, now).ignored]
+        # [('alice', 'self_approval')]
+    """
+
     model_config = ConfigDict(frozen=True)
 
     index: int = Field(description="Index in the envelope list (mapped back from the policy's input list).")
@@ -115,6 +111,11 @@ class PolicyIgnored(BaseModel):
 
 
 class PolicyViolation(BaseModel):
+    """Something wrong with the plan itself that the policy found, whatever the approvals.
+
+        [v.code for v in result.violations]      # ['plan_ttl_too_long']
+    """
+
     model_config = ConfigDict(frozen=True)
 
     code: str
@@ -122,6 +123,11 @@ class PolicyViolation(BaseModel):
 
 
 class PolicyMissing(BaseModel):
+    """What the policy still needs: a number of approvals and the required groups not yet covered.
+
+        result.missing.approvals, result.missing.groups      # 1 ('code-owners',)
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     approvals: int = Field(ge=0)
@@ -129,7 +135,11 @@ class PolicyMissing(BaseModel):
 
 
 class PolicyApprovalResult(BaseModel):
-    """``data.writ.approval.result``, checked for shape."""
+    """``data.writ.approval.result``, checked for shape.
+
+        verdict = policy_result(engine, plan, verified_approvals(plan, envelopes, trust, now=now), now)
+        verdict.satisfied, verdict.counted, verdict.missing.approvals     # False ('bob',) 1
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -155,7 +165,7 @@ def _plan_doc(plan: Plan) -> dict[str, Any]:
 
 def policy_input(plan: Plan, approvals: Sequence[VerifiedApproval], now: datetime) -> dict[str, Any]:
     """The input document of ``writ.approval`` (see ``policies/writ/approval.rego``)."""
-    return {"plan": _plan_doc(plan), "approvals": [a.to_input() for a in approvals], "now": _iso(now)}
+    return {"plan": _plan_doc(plan), "approvals": [a.to_input() for a in approvals], "now": iso(aware(now, "'now'"))}
 
 
 def _evaluate(engine: PolicyEvaluator, path: str, doc: dict[str, Any], plan: Plan) -> Any:
@@ -242,45 +252,44 @@ def verified_approvals(
     it counts for neither.)
     """
     limits = limits or PlanLimits()
-    out: list[VerifiedApproval] = []
-    for index, item in enumerate(envelopes[: limits.max_approvals]):
-        try:
-            env = (
-                item
-                if isinstance(item, dsse.Envelope)
-                else dsse.Envelope.from_json(
-                    item, max_bytes=limits.max_envelope_bytes, max_signatures=limits.max_signatures
-                )
-            )
-        except WritError:
-            continue
-        if env.payload_type != IN_TOTO_PAYLOAD_TYPE or len(env.signatures) != 1:
-            continue
-        tk = _signer(env, trust)
-        if tk is None:
-            continue
-        try:
-            statement = ApprovalStatement.from_payload(env.payload, limits)
-        except WritError:
-            continue
-        p = statement.predicate
-        if tk.role == "approver" and p.approver != tk.principal:
-            continue  # foreign_key: the verifier's reason alone
-        out.append(
-            VerifiedApproval(
-                index=index,
-                approver=tk.principal,
-                role=tk.role,
-                groups=tuple(sorted(trust.groups_of(tk.principal))),
-                decision=p.decision,
-                plan_id=statement.plan_id,
-                at=p.at,
-                key_id=tk.key_id,
-                key_valid=tk.invalid_reason(now) is None,
-            )
-        )
-    return out
+    found = (_verified_one(i, item, trust, now, limits) for i, item in enumerate(envelopes[: limits.max_approvals]))
+    return [v for v in found if v is not None]
 
+
+def _verified_one(
+    index: int, item: dsse.Envelope | bytes, trust: TrustSet, now: datetime, limits: PlanLimits
+) -> VerifiedApproval | None:
+    try:
+        env = (
+            item
+            if isinstance(item, dsse.Envelope)
+            else dsse.Envelope.from_json(item, max_bytes=limits.max_envelope_bytes, max_signatures=limits.max_signatures)
+        )
+    except WritError:
+        return None
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE or len(env.signatures) != 1:
+        return None
+    tk = _signer(env, trust)
+    if tk is None:
+        return None
+    try:
+        statement = ApprovalStatement.from_payload(env.payload, limits)
+    except WritError:
+        return None
+    p = statement.predicate
+    if tk.role == "approver" and p.approver != tk.principal:
+        return None  # foreign_key: the verifier's reason alone
+    return VerifiedApproval(
+        index=index,
+        approver=tk.principal,
+        role=tk.role,
+        groups=tuple(sorted(trust.groups_of(tk.principal))),
+        decision=p.decision,
+        plan_id=statement.plan_id,
+        at=p.at,
+        key_id=tk.key_id,
+        key_valid=tk.invalid_reason(now) is None,
+    )
 
 
 def disagreements(result: ApprovalResult, verdict: PolicyApprovalResult) -> list[str]:

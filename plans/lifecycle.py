@@ -18,6 +18,8 @@ from writ.engine.core.errors import WritError
 
 
 class PlanState(StrEnum):
+    """Where a plan is in its life, as ``writ plan list`` shows it: ``PlanState("approved") is PlanState.APPROVED``."""
+
     PROPOSED = "proposed"
     PENDING = "pending"
     APPROVED = "approved"
@@ -30,6 +32,11 @@ class PlanState(StrEnum):
 
 
 class PlanEvent(StrEnum):
+    """What happens to a plan; each event moves it along one edge of ``TRANSITIONS``.
+
+        transition(PlanState.APPROVED, PlanEvent.BEGIN)   # PlanState.EXECUTING
+    """
+
     SUBMIT = "submit"  # the planner's signed plan is stored and waits for approvals
     APPROVE = "approve"  # the approval requirement is satisfied
     REJECT = "reject"  # a counted approver rejected it
@@ -41,6 +48,12 @@ class PlanEvent(StrEnum):
 
 
 class IllegalTransition(WritError):
+    """An event the plan's state does not allow, e.g. ``begin`` on a completed plan (``illegal_transition``).
+
+        transition(PlanState.COMPLETED, PlanEvent.BEGIN)
+        # IllegalTransition: a plan in state completed cannot begin (completed is final)
+    """
+
     code = reasons.ILLEGAL_TRANSITION
 
 

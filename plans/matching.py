@@ -27,6 +27,13 @@ from writ.plans.paths import PathRefused, glob_matches, under_root
 
 @dataclass(frozen=True)
 class MatchResult:
+    """A yes, or a no with the reason; true exactly when the call matches.
+
+        result = matches(step, server="fs", tool="write_file", definition_digest=d, args=args)
+        if not result:
+            print(result.reason)     # "argument 'path': '/etc/passwd' is not under the root '/repo'"
+    """
+
     ok: bool
     reason: str = ""
 

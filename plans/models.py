@@ -37,6 +37,7 @@ from pydantic import (
 from writ.engine.core import reasons
 from writ.engine.core.errors import InputError
 from writ.engine.core.settings import PlanLimits as PlanLimits  # noqa: PLC0414 - re-export; limits live in Settings
+from writ.engine.core.timeutil import utc_now
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.paths import PathRefused, check_glob, check_root
 from writ.plans.trust import Principal
@@ -115,6 +116,11 @@ class PlanStep(_Strict):
         return frozenset(c.arg for c in self.constraints)
 
 
+def short_plan_id(plan_id: str) -> str:
+    """``sha256:`` and the first 12 hex digits of a plan id, then ``..``: how messages name a plan."""
+    return plan_id[: len("sha256:") + 12] + ".."
+
+
 def _utc_seconds(v: datetime) -> datetime:
     return v.astimezone(UTC).replace(microsecond=0)
 
@@ -138,7 +144,7 @@ class Plan(_Strict):
 
     @field_serializer("created_at", "expires_at")
     def _ser_time(self, v: datetime) -> str:
-        return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return v.strftime("%Y-%m-%dT%H:%M:%SZ")  # signed bytes: always whole seconds, never timeutil.iso
 
     @model_validator(mode="after")
     def _window(self) -> Plan:
@@ -159,7 +165,7 @@ class Plan(_Strict):
         ordered: bool = True,
     ) -> Plan:
         """A plan with a fresh random nonce, created ``now`` (UTC, whole seconds), expiring after ``ttl``."""
-        created = _utc_seconds(now or datetime.now(UTC))
+        created = _utc_seconds(now or utc_now())
         return cls(
             title=title,
             rationale=rationale,

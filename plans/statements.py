@@ -35,6 +35,7 @@ from pydantic import (
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import InputError
+from writ.engine.core.timeutil import iso, utc_now
 from writ.plans import dsse
 from writ.plans.canonical import canonical_bytes, parse_strict
 from writ.plans.keys import PrivateKey
@@ -55,6 +56,11 @@ class _Strict(BaseModel):
 
 
 class Subject(_Strict):
+    """The plan a statement is about: in-toto's subject, named ``plan``, with the plan id's SHA-256.
+
+        Subject(digest={"sha256": plan.id.removeprefix("sha256:")})
+    """
+
     name: Literal["plan"] = "plan"
     digest: dict[Literal["sha256"], Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]]
 
@@ -67,6 +73,13 @@ class Subject(_Strict):
 
 
 class ApprovalPredicate(_Strict):
+    """What one approver decided about a plan, and when: the predicate of an approval statement.
+
+        statement = ApprovalStatement.from_payload(envelope.payload)
+        p = statement.predicate
+        p.approver, p.decision, p.comment, p.at     # 'bob', 'approve', 'looks right', datetime(..., tzinfo=UTC)
+    """
+
     decision: Decision
     approver: Principal
     comment: str = ""
@@ -79,7 +92,7 @@ class ApprovalPredicate(_Strict):
 
     @field_serializer("at")
     def _ser_at(self, v: datetime) -> str:
-        return v.isoformat().replace("+00:00", "Z")
+        return iso(v)
 
 
 class ApprovalStatement(BaseModel):
@@ -115,7 +128,7 @@ class ApprovalStatement(BaseModel):
                     "decision": decision,
                     "approver": approver,
                     "comment": comment,
-                    "at": at or datetime.now(UTC),
+                    "at": at or utc_now(),
                 },
             }
         )

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from writ.engine.core.errors import InputError
+from writ.engine.core.timeutil import iso
 from writ.plans.keys import PublicKey
 
 Role = Literal["planner", "executor", "approver", "auditor", "admin"]
@@ -54,10 +55,6 @@ PublicKeyField = Annotated[
     PlainSerializer(lambda k: k.to_base64(), return_type=str),
     WithJsonSchema({"type": "string", "description": "Ed25519 public key: base64 of the 32 raw bytes"}),
 ]
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 class TrustedKey(BaseModel):
@@ -87,11 +84,11 @@ class TrustedKey(BaseModel):
         if t.tzinfo is None:
             raise ValueError("naive datetime: a timezone is required")
         if self.revoked_at is not None and t >= self.revoked_at:
-            return f"revoked at {_iso(self.revoked_at)}"
+            return f"revoked at {iso(self.revoked_at)}"
         if self.not_before is not None and t < self.not_before:
-            return f"not valid before {_iso(self.not_before)}"
+            return f"not valid before {iso(self.not_before)}"
         if self.not_after is not None and t >= self.not_after:
-            return f"expired at {_iso(self.not_after)}"
+            return f"expired at {iso(self.not_after)}"
         return None
 
     def is_valid_at(self, t: datetime) -> bool:

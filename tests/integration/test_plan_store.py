@@ -36,6 +36,7 @@ from writ.engine.core.errors import (
     ConflictError,
     InputError,
     PermissionDenied,
+    PlanExpired,
     SignatureError,
     StepAlreadyClaimed,
     StoreError,
@@ -43,6 +44,7 @@ from writ.engine.core.errors import (
 )
 from writ.engine.core.settings import Limits
 from writ.engine.policy.embedded import EmbeddedEngine
+from writ.plans.approval_result import IgnoreReason
 from writ.plans.assessment import (
     PYTHON_ONLY_REASONS,
     disagreements,
@@ -65,7 +67,7 @@ from writ.plans.statements import (
 from writ.plans.store import PlanStore
 from writ.plans.trust import Role, TrustedKey, TrustSet
 from writ.plans.trust_store import TrustStore, groups_from_policy_data, policy_groups
-from writ.plans.verify import IgnoreReason, evaluate_approvals
+from writ.plans.verify import evaluate_approvals
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DEF = "sha256:" + "ab" * 32
@@ -288,23 +290,23 @@ def test_submit_refuses_a_payload_edited_after_signing(world: World) -> None:
 
 def test_submit_refuses_an_expired_plan(world: World) -> None:
     plan = world.new_plan(ttl=timedelta(minutes=1))
-    with pytest.raises(ApprovalError, match="expired at 2026-11-22T09:56:00Z; sign it again") as e:
+    with pytest.raises(PlanExpired, match="expired at 2026-11-22T09:56:00Z; sign it again") as e:
         world.plans.submit(world.signed(plan), now=NOW)
     assert e.value.code == "plan_expired"
 
 
 def test_submit_refuses_a_plan_valid_longer_than_policy_allows(world: World) -> None:
     plan = world.new_plan(ttl=timedelta(days=2))
-    with pytest.raises(ApprovalError, match="stays valid for 172800 seconds, longer than the 86400") as e:
+    with pytest.raises(ApprovalError, match="stays valid for 172800 seconds, longer than the allowed 86400: sign it") as e:
         world.plans.submit(world.signed(plan), now=NOW)
     assert e.value.code == "plan_ttl_too_long"
 
 
 def test_submit_enforces_plan_limits(world: World) -> None:
-    small = PlanStore(world.store, world.trust, world.plans._policy, limits=PlanLimits(max_steps=1), audit=AuditLog(world.store))
+    small = PlanStore(world.store, world.trust, world.plans.policy, limits=PlanLimits(max_steps=1), audit=AuditLog(world.store))
     with pytest.raises(InputError, match=r"plan has 2 steps, the limit is 1 \(max_steps\)"):
         small.submit(world.signed(world.new_plan()), now=NOW)
-    tiny = PlanStore(world.store, world.trust, world.plans._policy, limits=PlanLimits(max_envelope_bytes=100),
+    tiny = PlanStore(world.store, world.trust, world.plans.policy, limits=PlanLimits(max_envelope_bytes=100),
                  audit=AuditLog(world.store))
     with pytest.raises(InputError, match="limit is 100 \\(max_envelope_bytes\\)"):
         tiny.submit(world.signed(world.new_plan()), now=NOW)
@@ -387,7 +389,7 @@ def test_a_counted_rejection_rejects(world: World) -> None:
 
 def test_approval_after_expiry_expires_the_plan(world: World) -> None:
     plan = world.pending(ttl=timedelta(hours=1))
-    with pytest.raises(ApprovalError, match="expired at") as e:
+    with pytest.raises(PlanExpired, match="expired at") as e:
         world.plans.add_approval(plan.id, world.decision(plan.id, "alice"), now=NOW + timedelta(hours=2))
     assert e.value.code == "plan_expired" and world.plans.get(plan.id).state is PlanState.EXPIRED
 
@@ -404,7 +406,7 @@ def test_begin_refused_for_an_unapproved_plan(world: World) -> None:
 
 def test_begin_refused_for_an_expired_plan(world: World) -> None:
     plan = world.approved(ttl=timedelta(hours=1))
-    with pytest.raises(ApprovalError, match="expired at 2026-11-22T10:55:00Z") as e:
+    with pytest.raises(PlanExpired, match="expired at 2026-11-22T10:55:00Z") as e:
         world.plans.begin(plan.id, "exec-bot", now=NOW + timedelta(hours=1))
     assert e.value.code == "plan_expired" and world.plans.get(plan.id).state is PlanState.EXPIRED
 
@@ -571,7 +573,7 @@ def test_claim_refused_when_the_plan_is_not_executing(world: World) -> None:
 
 def test_claim_refused_after_expiry(world: World) -> None:
     plan = world.executing(ttl=timedelta(hours=1))
-    with pytest.raises(ClaimRefused, match="expired at 2026-11-22T10:55:00Z: no step of it may run") as e:
+    with pytest.raises(PlanExpired, match="expired at 2026-11-22T10:55:00Z: no step of it may run") as e:
         world.claim(plan, 0, now=NOW + timedelta(hours=1))
     assert e.value.code == "plan_expired"
 

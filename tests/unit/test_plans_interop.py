@@ -13,6 +13,7 @@ from securesystemslib.exceptions import VerificationError as SslibVerificationEr
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from writ.engine.core.errors import SignatureError
+from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.dsse import Envelope
 from writ.plans.keys import PrivateKey, PublicKey
 from writ.plans.models import Plan, PlanStep
@@ -23,7 +24,7 @@ from writ.plans.statements import (
     sign_plan,
 )
 from writ.plans.trust import TrustedKey, TrustSet
-from writ.plans.verify import ApprovalRequirement, evaluate_approvals, verify_plan_envelope
+from writ.plans.verify import evaluate_approvals, verify_plan_envelope
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "dsse_ed25519.json").read_text())

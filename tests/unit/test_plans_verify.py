@@ -14,13 +14,15 @@ from writ.engine.core.errors import (
     ApprovalError,
     EnvelopeError,
     InputError,
+    PlanExpired,
     SignatureError,
     VerificationError,
 )
+from writ.plans.approval_result import ApprovalRequirement, IgnoreReason
 from writ.plans.canonical import canonical_bytes
 from writ.plans.dsse import Envelope, sign
 from writ.plans.keys import PrivateKey
-from writ.plans.models import Plan, PlanLimits, PlanStep
+from writ.plans.models import Plan, PlanLimits, PlanStep, short_plan_id
 from writ.plans.statements import (
     IN_TOTO_PAYLOAD_TYPE,
     PLAN_PAYLOAD_TYPE,
@@ -30,13 +32,7 @@ from writ.plans.statements import (
     sign_statement,
 )
 from writ.plans.trust import Role, TrustedKey, TrustSet
-from writ.plans.verify import (
-    ApprovalRequirement,
-    IgnoreReason,
-    evaluate_approvals,
-    require_approved,
-    verify_plan_envelope,
-)
+from writ.plans.verify import check_ttl, evaluate_approvals, require_approved, ttl_violation, verify_plan_envelope
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DEF = "sha256:" + "ab" * 32
@@ -370,6 +366,23 @@ def test_plan_valid_for_longer_than_the_policy_allows(world: World):
     assert e.value.code == "plan_ttl_too_long"
 
 
+def test_one_ttl_rule_for_the_verifier_and_the_store(world: World):
+    """``check_ttl`` (the store's submit) and ``evaluate_approvals`` say the same thing, from one function."""
+    plan = _plan(ttl=timedelta(days=2))
+    requirement = ApprovalRequirement(quorum=1, max_ttl_seconds=86400)
+    violation = ttl_violation(plan, requirement)
+    assert violation == (
+        "stays valid for 172800 seconds, longer than the allowed 86400: sign it again with an earlier expires_at"
+    )
+    assert evaluate_approvals(plan, [], world.trust, now=NOW, requirement=requirement).violations == (violation,)
+    with pytest.raises(ApprovalError) as e:
+        check_ttl(plan, requirement)
+    assert (e.value.code, e.value.message) == ("plan_ttl_too_long", f"plan {short_plan_id(plan.id)} {violation}")
+    at_the_limit = _plan(ttl=timedelta(days=1))
+    assert ttl_violation(at_the_limit, requirement) is None and ttl_violation(plan, ApprovalRequirement(quorum=1)) is None
+    check_ttl(at_the_limit, requirement)
+
+
 # -- rejections --------------------------------------------------------------------------------
 
 
@@ -414,7 +427,7 @@ def test_expired_plan(world: World):
     approvals = [_approve(world, plan, "bob"), _approve(world, plan, "carol")]
     assert require_approved(plan, approvals, world.trust, now=NOW, requirement=OWNERS).approved
     later = plan.expires_at
-    with pytest.raises(ApprovalError, match=r"plan sha256:[0-9a-f]{12}\.\. expired at 2026-11-22T10:55:00Z") as e:
+    with pytest.raises(PlanExpired, match=r"plan sha256:[0-9a-f]{12}\.\. expired at 2026-11-22T10:55:00Z") as e:
         require_approved(plan, approvals, world.trust, now=later, requirement=OWNERS)
     assert e.value.code == "plan_expired"
     assert evaluate_approvals(plan, approvals, world.trust, now=later, requirement=OWNERS).expired
