@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +39,7 @@ from sqlmodel import Session, col, select
 from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import AuditError, VerificationError
 from writ.engine.core.tables import GENESIS_HASH, AuditLogRow
+from writ.engine.core.timeutil import db_time, utc_now
 
 __all__ = [
     "GENESIS_HASH",
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,12 @@ class AuditEntry:
 
 
 class AuditProblem(StrEnum):
+    """What ``AuditLog.verify`` found wrong at the first bad entry.
+
+        report = log.verify(expected_head=checkpoint)
+        report.problem, report.first_bad_seq      # AuditProblem.EDITED 42
+    """
+
     EDITED = "edited"  # the entry's contents no longer match its hash
     DELETED = "deleted"  # an entry is missing: a gap in seq
     REORDERED = "reordered"  # an intact entry sits at the wrong place in the chain
@@ -110,7 +115,12 @@ def _parse_int(digits: str) -> int | float:
 
 
 class AuditLog:
-    """The audit log in a ``Database``. Safe to share between threads and processes."""
+    """The audit log in a ``Database``. Safe to share between threads and processes.
+
+        log = AuditLog(open_database(settings))
+        log.append("plan_event", {"plan_id": plan.id, "event": "submit"})   # AuditError if it cannot
+        log.verify().ok, log.head()                                          # True 'sha256:9a1f...'
+    """
 
     def __init__(
         self,
@@ -197,7 +207,7 @@ class AuditLog:
             try:
                 last = _last_row(session)
                 seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
-                created_at = datetime.now(UTC).strftime(_TIME_FORMAT)
+                created_at = db_time(utc_now())  # fixed width: text order is time order
                 entry_hash = compute_entry_hash(seq, created_at, kind, value, prev_hash)
                 session.add(
                     AuditLogRow(

@@ -32,20 +32,20 @@ DECISION_PATH = "writ.authz.decision"
 
 # Messages for the reason codes Writ itself produces when no policy decision could be made.
 FAIL_CLOSED_MESSAGES: dict[str, str] = {
-    "engine_error": "the policy engine failed; the call is denied (fail closed)",
-    "engine_timeout": "the policy engine did not answer in time; the call is denied (fail closed)",
-    "engine_unavailable": "the policy engine cannot be reached; the call is denied (fail closed)",
-    "policy_undefined": "the policy gave no decision for this input; the call is denied (fail closed)",
-    "policy_result_invalid": "the policy returned a decision of the wrong shape; the call is denied",
-    "input_too_large": "the input is larger than the configured limit",
-    "input_too_deep": "the input nests deeper than the configured limit",
-    "input_invalid": "the input does not match the policy input schema",
-    "input_not_json": "the input is not valid JSON",
-    "audit_unavailable": "the decision could not be written to the audit log; the call is denied",
-    "upstream_unavailable": "the upstream MCP server is not running; the call was not made",
-    "upstream_timeout": "the upstream MCP server did not answer in time",
-    "gateway_error": "the gateway failed while handling the call; the call is denied (fail closed)",
-    "obligation_unfulfilled": "the policy attached an obligation the gateway cannot fulfil; the call is denied",
+    reasons.ENGINE_ERROR: "the policy engine failed; the call is denied (fail closed)",
+    reasons.ENGINE_TIMEOUT: "the policy engine did not answer in time; the call is denied (fail closed)",
+    reasons.ENGINE_UNAVAILABLE: "the policy engine cannot be reached; the call is denied (fail closed)",
+    reasons.POLICY_UNDEFINED: "the policy gave no decision for this input; the call is denied (fail closed)",
+    reasons.POLICY_RESULT_INVALID: "the policy returned a decision of the wrong shape; the call is denied",
+    reasons.INPUT_TOO_LARGE: "the input is larger than the configured limit",
+    reasons.INPUT_TOO_DEEP: "the input nests deeper than the configured limit",
+    reasons.INPUT_INVALID: "the input does not match the policy input schema",
+    reasons.INPUT_NOT_JSON: "the input is not valid JSON",
+    reasons.AUDIT_UNAVAILABLE: "the decision could not be written to the audit log; the call is denied",
+    reasons.UPSTREAM_UNAVAILABLE: "the upstream MCP server is not running; the call was not made",
+    reasons.UPSTREAM_TIMEOUT: "the upstream MCP server did not answer in time",
+    reasons.GATEWAY_ERROR: "the gateway failed while handling the call; the call is denied (fail closed)",
+    reasons.OBLIGATION_UNFULFILLED: "the policy attached an obligation the gateway cannot fulfil; the call is denied",
 }
 
 
@@ -77,7 +77,14 @@ def canonical_input_json(inp: PolicyInput | dict[str, Any]) -> str:
 
 
 class PolicyEngine(ABC):
-    """Evaluates Rego policies. Subclasses: ``EmbeddedEngine`` (regorus) and ``OpaSidecarEngine``."""
+    """Evaluates Rego policies. Subclasses: ``EmbeddedEngine`` (regorus) and ``OpaSidecarEngine``.
+
+        engine: PolicyEngine = make_engine(settings)      # writ.engine.policy.pdp
+        decision = engine.decide(policy_input)            # never raises: a failure is a deny with a code
+        requirement = engine.evaluate("writ.approval.requirement", doc)   # raises typed errors
+
+    A subclass implements ``revision`` and ``_evaluate``; ``decide`` is written once, here.
+    """
 
     name: ClassVar[Literal["embedded", "opa"]]
 
@@ -120,7 +127,7 @@ class PolicyEngine(ABC):
             return deny(e.code, e.message, engine=self.name, revision=revision,
                         duration_us=elapsed(), decision_id=decision_id)
         except pydantic.ValidationError as e:
-            code = "policy_result_invalid" if "raw" in locals() else "input_invalid"
+            code = reasons.POLICY_RESULT_INVALID if "raw" in locals() else reasons.INPUT_INVALID
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors()[:3]
             )
@@ -135,21 +142,7 @@ class PolicyEngine(ABC):
                 raise
             return deny(reasons.ENGINE_ERROR, f"{type(e).__name__}: {str(e)[:200]}", engine=self.name,
                         revision=revision, duration_us=elapsed(), decision_id=decision_id)
-        # Reasons are deny reasons: an allow that carries one is a deny, and a deny
-        # must say why, so a bare ``allow: false`` gets a reason of its own.
-        allow = result.allow and not result.reasons
-        found = list(result.reasons)
-        if not allow and not found:
-            found.append(Reason(code=reasons.DENIED_WITHOUT_REASON, message="the policy denied the call and gave no reason"))
-        return Decision(
-            decision_id=decision_id,
-            allow=allow,
-            reasons=sorted(found, key=lambda r: (r.code, r.message)),
-            obligations=sorted(result.obligations, key=lambda o: (o.code, o.message)),
-            policy_revision=revision,
-            engine=self.name,
-            duration_us=elapsed(),
-        )
+        return _decision(result, decision_id, revision, self.name, elapsed())
 
     def _bounded_json(self, inp: PolicyInput | dict[str, Any]) -> str:
         text = canonical_input_json(inp)
@@ -158,3 +151,24 @@ class PolicyEngine(ABC):
 
     def close(self) -> None:
         """Release connections or engines; the default has nothing to release."""
+
+
+def _decision(
+    result: PolicyResult, decision_id: str, revision: str | None, engine: Literal["embedded", "opa"], duration_us: int
+) -> Decision:
+    """The decision a well-formed policy result makes."""
+    # Reasons are deny reasons: an allow that carries one is a deny, and a deny
+    # must say why, so a bare ``allow: false`` gets a reason of its own.
+    allow = result.allow and not result.reasons
+    found = list(result.reasons)
+    if not allow and not found:
+        found.append(Reason(code=reasons.DENIED_WITHOUT_REASON, message="the policy denied the call and gave no reason"))
+    return Decision(
+        decision_id=decision_id,
+        allow=allow,
+        reasons=sorted(found, key=lambda r: (r.code, r.message)),
+        obligations=sorted(result.obligations, key=lambda o: (o.code, o.message)),
+        policy_revision=revision,
+        engine=engine,
+        duration_us=duration_us,
+    )

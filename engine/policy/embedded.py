@@ -50,6 +50,14 @@ def query_value(engine: Any, path: str) -> Any:
 
 
 class EmbeddedEngine(PolicyEngine):
+    """Rego evaluated in process by regorus; the default engine. Reloads its policy directory atomically.
+
+        engine = EmbeddedEngine(Path("policies"), Limits())     # PolicyLoadError if the set fails its check
+        engine.decide(policy_input).allow
+        engine.evaluate("writ.approval.requirement", {"plan": ...})   # any document, typed errors
+        engine.reload_if_changed(force=True)                    # True if a new revision is now in force
+    """
+
     name = "embedded"
 
     def __init__(self, policy_dir: Path, limits: Limits | None = None) -> None:

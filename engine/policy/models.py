@@ -20,11 +20,12 @@ writes them; a test fails when the files drift from the models).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from writ.engine.core.timeutil import iso
 from writ.plans.lifecycle import PlanState
 from writ.plans.trust import Role
 
@@ -40,13 +41,6 @@ Method = Literal[
 # The MCP methods that are not tool calls: policy classes each of them as a read.
 NON_TOOL_METHODS: frozenset[str] = frozenset(get_args(Method)) - {"tools/call"}
 CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
-
-
-def rfc3339(dt: datetime) -> str:
-    """UTC, second precision or finer, with a ``Z``: the one time format policies see."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime: a timezone is required")
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Strict(BaseModel):
@@ -88,6 +82,8 @@ class Tool(_Strict):
 
 
 class Session(_Strict):
+    """The MCP session the request came in on, and whether a violation locked it (``input.session``)."""
+
     id: str = Field(min_length=1)
     locked: bool = Field(False, description="True after a violation locked the session.")
 
@@ -107,7 +103,7 @@ class PlanContext(_Strict):
 
     @field_serializer("expires_at")
     def _ser_time(self, v: datetime) -> str:
-        return rfc3339(v)
+        return iso(v)  # RFC 3339 in UTC with Z: the one time format policies see
 
 
 class PolicyInput(_Strict):
@@ -140,7 +136,7 @@ class PolicyInput(_Strict):
 
     @field_serializer("now")
     def _ser_now(self, v: datetime) -> str:
-        return rfc3339(v)
+        return iso(v)  # RFC 3339 in UTC with Z: the one time format policies see
 
 
 class Reason(_Strict):

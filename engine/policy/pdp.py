@@ -30,7 +30,7 @@ from writ.engine.policy.sidecar import OpaSidecarEngine
 log = logging.getLogger(__name__)
 
 # Inputs refused for their size or depth are not copied into the log, only named.
-_UNLOGGABLE = {"input_too_large", "input_too_deep"}
+_UNLOGGABLE = {reasons.INPUT_TOO_LARGE, reasons.INPUT_TOO_DEEP}
 
 
 def make_engine(settings: Settings) -> PolicyEngine:
@@ -62,6 +62,13 @@ def rfc8785_safe(inp: PolicyInput | dict[str, Any]) -> Any:
 
 
 class DecisionPoint:
+    """Decide one request and log it before answering: no audit entry, no allow.
+
+        pdp = DecisionPoint(EmbeddedEngine(Path("policies")), AuditLog(open_database(settings)))
+        decision = pdp.decide(policy_input)       # in the audit log (kind "decision") when it returns
+        pdp.decide_json(b"[1, 2]").reason_codes   # ['input_invalid']: refused input is logged too
+    """
+
     def __init__(self, engine: PolicyEngine, audit: AuditLog) -> None:
         self.engine = engine
         self.audit = audit
@@ -86,6 +93,7 @@ class DecisionPoint:
         return self._log(decision, {"decision": decision.model_dump(mode="json"), "input": None})
 
     def decide(self, inp: PolicyInput | dict[str, Any]) -> Decision:
+        """Decide, then log; the decision returned is in the audit log (or is an ``audit_unavailable`` deny)."""
         decision = self.engine.decide(inp)
         return self._log(decision, audit_payload(decision, inp))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from writ.engine.core import reasons
 from writ.engine.core.errors import PolicyEvaluationError
 from writ.engine.policy.embedded import build_regorus, query_value
 from writ.engine.policy.policyset import load_policy_set, regorus_error_text
@@ -25,6 +26,11 @@ from writ.engine.policy.policyset import load_policy_set, regorus_error_text
 
 @dataclass(frozen=True)
 class RegoTest:
+    """One ``test_*`` rule of a module: where it is, and the document to evaluate.
+
+        [t.path for t in discover(ps.modules)]      # ['data.writ.authz_test.test_reader_may_read', ...]
+    """
+
     package: str
     name: str
     file: str
@@ -37,6 +43,11 @@ class RegoTest:
 
 @dataclass(frozen=True)
 class TestResult:
+    """How one Rego test ran: ``PASS``, ``FAIL`` or ``ERROR``, with what went wrong and how long it took.
+
+        failed = [r.test.path for r in run_tests(Path("policies")) if not r.passed]
+    """
+
     test: RegoTest
     outcome: str  # "PASS", "FAIL" or "ERROR"
     detail: str
@@ -94,7 +105,7 @@ def run_tests(root: Path, *, match: str | None = None) -> list[TestResult]:
             value = query_value(engine, f"{test.package}.{test.name}")
             outcome, detail = ("PASS", "") if value is True else ("FAIL", f"evaluated to {json.dumps(value)}")
         except PolicyEvaluationError as e:
-            outcome, detail = ("FAIL", "undefined") if e.code == "policy_undefined" else ("ERROR", e.message)
+            outcome, detail = ("FAIL", "undefined") if e.code == reasons.POLICY_UNDEFINED else ("ERROR", e.message)
         except BaseException as e:
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise

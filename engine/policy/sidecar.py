@@ -26,6 +26,13 @@ from writ.engine.policy.base import PolicyEngine
 
 
 class OpaSidecarEngine(PolicyEngine):
+    """Decisions from an OPA server over its REST Data API; every transport failure is a typed deny.
+
+        engine = OpaSidecarEngine("http://127.0.0.1:8181", Limits(engine_timeout_s=0.5))
+        engine.decide(policy_input).reason_codes    # e.g. ['engine_unavailable'] when OPA is down
+        engine.revision                             # the bundle revision OPA answered from
+    """
+
     name = "opa"
 
     def __init__(self, url: str, limits: Limits | None = None) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import regorus
 from sqlalchemy import text
 from support.factories import call_input, plan_context
 
 from writ.attestations.audit import AuditLog
 from writ.engine.core.db import open_database
 from writ.engine.core.settings import Settings
-from writ.engine.policy.embedded import EmbeddedEngine
+from writ.engine.policy.base import PolicyEngine
+from writ.engine.policy.embedded import EmbeddedEngine, build_regorus
 from writ.engine.policy.pdp import DecisionPoint
 
 
@@ -97,3 +102,109 @@ def test_an_engine_failure_is_a_logged_deny(settings: Settings) -> None:
     d = pdp.decide(call_input(tool="git_status"))
     assert (d.allow, d.reason_codes) == (False, ["engine_unavailable"])
     assert logged_decisions(pdp)[0]["decision"]["reasons"][0]["code"] == "engine_unavailable"
+
+
+# -- an engine that raises what nobody expected -------------------------------------------------------
+
+
+class RaisingEngine(PolicyEngine):
+    """An engine whose evaluation raises ``error``: what a buggy engine or a Rust panic in regorus does."""
+
+    name = "embedded"
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
+
+    @property
+    def revision(self) -> str | None:
+        return "sha256:" + "0" * 64
+
+    def _evaluate(self, path: str, input_json: str) -> Any:
+        raise self.error
+
+
+def regorus_panic() -> BaseException:
+    """A real ``pyo3_runtime.PanicException`` (a ``BaseException``, not an ``Exception``): a regorus
+    engine used from a thread other than the one that made it panics."""
+    engine = regorus.Engine()
+    engine.add_policy("p.rego", "package p\nx := 1")
+    caught: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            engine.eval_query_as_json("data.p.x")
+        except BaseException as e:  # noqa: BLE001 - the panic is what we want
+            caught.append(e)
+
+    worker = threading.Thread(target=use)
+    worker.start()
+    worker.join()
+    assert caught and not isinstance(caught[0], Exception), caught
+    return caught[0]
+
+
+UNEXPECTED = {
+    "engine_raises_runtime_error": lambda: RuntimeError("engine bug"),
+    "engine_raises_key_error": lambda: KeyError("result"),
+    "engine_raises_regorus_panic_exception": regorus_panic,
+}
+
+
+@pytest.mark.parametrize("make_error", UNEXPECTED.values(), ids=UNEXPECTED.keys())
+def test_an_unexpected_exception_type_is_an_engine_error_deny_in_the_audit_log(
+    settings: Settings, make_error: Callable[[], BaseException]
+) -> None:
+    error = make_error()
+    pdp = DecisionPoint(RaisingEngine(error), AuditLog(open_database(settings)))
+    d = pdp.decide(call_input(tool="git_status"))
+    assert (d.allow, d.reason_codes) == (False, ["engine_error"])
+    assert type(error).__name__ in d.reasons[0].message
+    logged = logged_decisions(pdp)
+    assert [p["decision"]["decision_id"] for p in logged] == [d.decision_id]
+    assert logged[0]["decision"]["allow"] is False
+    assert logged[0]["decision"]["reasons"][0]["code"] == "engine_error"
+    assert pdp.audit.verify().ok
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3)], ids=["keyboard_interrupt", "system_exit"])
+def test_keyboard_interrupt_and_system_exit_still_stop_the_process(settings: Settings, error: BaseException) -> None:
+    pdp = DecisionPoint(RaisingEngine(error), AuditLog(open_database(settings)))
+    with pytest.raises(type(error)):
+        pdp.decide(call_input(tool="git_status"))
+    assert logged_decisions(pdp) == []
+
+
+def test_a_regorus_panic_inside_the_embedded_engine_is_a_logged_deny_and_the_engine_recovers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real panic from regorus (its engine used from a foreign thread) denies with engine_error, is
+    audited, and the next call gets a fresh engine."""
+    engine = EmbeddedEngine(settings.effective_policy_dir, settings.limits)
+    pdp = DecisionPoint(engine, AuditLog(open_database(settings)))
+    foreign: list[Any] = []
+    built, done = threading.Event(), threading.Event()
+
+    def owner() -> None:  # makes the engine, and drops it on its own thread at the end (regorus insists)
+        foreign.append(build_regorus(engine.policy_set))
+        built.set()
+        done.wait(30)
+        foreign.clear()
+
+    keeper = threading.Thread(target=owner)
+    keeper.start()
+    built.wait(30)
+    monkeypatch.setattr(engine, "_engine_for", lambda ps: foreign[0])
+    try:
+        d = pdp.decide(call_input(tool="git_status"))
+    finally:
+        done.set()
+        keeper.join()
+    assert (d.allow, d.reason_codes) == (False, ["engine_error"])
+    assert "embedded engine failed" in d.reasons[0].message
+    monkeypatch.undo()
+    assert pdp.decide(call_input(tool="git_status")).allow
+    logged = logged_decisions(pdp)
+    assert [p["decision"]["reasons"][0]["code"] if p["decision"]["reasons"] else "allow" for p in logged] == [
+        "engine_error", "allow"
+    ]
