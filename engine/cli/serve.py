@@ -7,7 +7,8 @@
     $ writ serve --port 8420            # while the first one runs
     error[port_in_use]: cannot listen on 127.0.0.1:8420: the port is in use by another process; ...
 
-The port is bound before anything is announced, and the bound socket is handed to uvicorn:
+The port is bound (not yet listened on) before anything is announced, and the bound socket is
+handed to uvicorn, which listens once the app has started:
 a bad host or port, a busy port, a policy set that fails its check or a missing data
 directory is one ``error[code]: message`` line and exit 1, never a traceback and never a
 "listening" line. ``--port 0`` takes a free port and announces it.
@@ -47,8 +48,7 @@ def bind_port(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses the port
-        sock.bind(address)
-        sock.listen(2048)
+        sock.bind(address)  # not listen(): uvicorn listens once the app (and the gateway) started, as before
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:

@@ -13,6 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -254,6 +255,19 @@ def test_serve_on_a_bad_address_is_one_error_line(tmp_path: Path, args: tuple[st
     assert done.stdout == ""
 
 
+def get_when_up(url: str, timeout_s: float = 60) -> bytes:
+    """GET ``url``, retrying while the server is still starting (it listens once its app started)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return bytes(r.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_serve_on_port_0_announces_the_port_it_bound(tmp_path: Path) -> None:
     home = tmp_path / "home"
     writ("init", "--data-dir", home)
@@ -264,8 +278,7 @@ def test_serve_on_port_0_announces_the_port_it_bound(tmp_path: Path) -> None:
         lines = [proc.stdout.readline() for _ in range(3)]
         url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines[2]).group(1)  # type: ignore[union-attr]
         assert lines[0] == f"writ: data directory {home}\n"
-        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as r:
-            assert json.loads(r.read()) == {"status": "ok"}
+        assert json.loads(get_when_up(f"{url}/healthz")) == {"status": "ok"}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -294,3 +307,25 @@ def test_the_cli_starts_without_the_heavy_layers(argv: list[str]) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_a_command_on_an_up_to_date_database_imports_neither_alembic_nor_the_policy_engine(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    writ("init", "--data-dir", home)
+    probe = (
+        "import sys\n"
+        "from writ.engine.cli.main import main\n"
+        f"try:\n    main(['plan', 'list', '--data-dir', {str(home)!r}])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('alembic', 'regorus', 'mcp', 'fastapi') if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == "no plans\n" and done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_the_newest_revision_is_read_from_the_migrations_as_alembic_reads_it() -> None:
+    from alembic.script import ScriptDirectory
+
+    from writ.engine.core.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
