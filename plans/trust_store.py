@@ -60,8 +60,6 @@ __all__ = [
     "KeyRecord",
     "PrincipalRecord",
     "TrustStore",
-    "db_time",
-    "from_db_time",
     "groups_from_policy_data",
     "load_trust_root",
     "policy_groups",
