@@ -19,7 +19,6 @@ nothing heavy (settings and the wiring are imported when a command runs).
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,11 +43,6 @@ def fail(err: WritError, exit_code: int = 1) -> NoReturn:
     """Print ``error[code]: message`` on stderr and exit."""
     click.echo(click.style(f"error[{err.code}]: ", fg="red", bold=True) + err.message, err=True)
     sys.exit(exit_code)
-
-
-def echo_json(doc: Any) -> None:
-    """``doc`` as indented JSON on stdout (what ``--json`` prints)."""
-    click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
 def settings_from(data_dir: Path | None = None) -> Settings:
@@ -82,7 +76,7 @@ def command_settings(data_dir: Path | None, store: StoreNeed = "required") -> Se
     return shared_settings(settings)
 
 
-def _data_dir(given: Path | None) -> Path | None:
+def data_dir_option(given: Path | None) -> Path | None:
     """``--data-dir`` after the subcommand, or before it; both only if they agree."""
     before: Path | None = click.get_current_context().meta.get(DATA_DIR_META)
     if given is None or before is None:
@@ -112,7 +106,7 @@ def writ_command(
         @functools.wraps(f)
         def wrapper(*args: Any, data_dir: Path | None = None, **kwargs: Any) -> Any:
             try:
-                click.get_current_context().obj = command_settings(_data_dir(data_dir), store)
+                click.get_current_context().obj = command_settings(data_dir_option(data_dir), store)
                 return f(*args, **kwargs)
             except WritError as e:
                 fail(e, error_exit)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from writ.engine.cli.common import fail
+from writ.engine.cli.common import data_dir_option, fail
 from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
 
@@ -36,7 +36,7 @@ def demo(data_dir: Path | None) -> None:
     from writ.engine.demo.story import run_demo
 
     try:
-        run_demo(data_dir, echo=click.echo)
+        run_demo(data_dir_option(data_dir), echo=click.echo)
     except WritError as e:
         fail(e)
     except KeyboardInterrupt:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import click
 
-from writ.engine.cli.common import echo_json, writ_command
+from writ.engine.cli.common import writ_command
+from writ.engine.cli.support import echo_json
 
 
 @click.command("init")

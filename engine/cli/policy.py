@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from writ.engine.cli.common import echo_json, writ_command
+from writ.engine.cli.common import writ_command
+from writ.engine.cli.support import echo_json
 
 if TYPE_CHECKING:
     from writ.engine.core.settings import Settings

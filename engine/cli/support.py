@@ -46,7 +46,7 @@ def settings() -> Settings:
 
 
 @contextmanager
-def services(*, create: bool = True) -> Iterator[Services]:
+def services(*, create: bool = False) -> Iterator[Services]:
     """The trust store and the plan store of the command's data directory; closed on exit."""
     from writ.engine.wiring.services import open_services  # the database layer: only for commands that use it
 
