@@ -104,6 +104,7 @@ class HttpGateway:
     # --- HTTP: who is calling ----------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of ``/mcp``: origin, token and session owner checked, then the SDK's session manager."""
         if scope["type"] != "http":
             return
         headers = Headers(scope=scope)

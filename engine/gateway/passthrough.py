@@ -32,8 +32,8 @@ from writ.engine.gateway.config import SEPARATOR
 from writ.engine.gateway.listing import all_pages
 from writ.engine.gateway.names import expose_uri, split_name, split_uri
 from writ.engine.gateway.results import Failed, decision_meta, deny_text, listable, result_digest
-from writ.engine.gateway.routing import Exchange
-from writ.engine.gateway.upstream import SamplingResult, Upstream, describe
+from writ.engine.gateway.routing import Exchange, SamplingResult
+from writ.engine.gateway.upstream import Upstream, describe
 from writ.engine.policy.models import Decision, Method, Tool
 
 if TYPE_CHECKING:

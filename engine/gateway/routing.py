@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import mcp_types as types
 
@@ -32,9 +32,32 @@ if TYPE_CHECKING:
     from mcp.server.session import ServerSession
 
     from writ.engine.gateway.server import Gateway
-    from writ.engine.gateway.upstream import SamplingResult
 
 log = logging.getLogger(__name__)
+SamplingResult = types.CreateMessageResult | types.CreateMessageResultWithTools
+
+
+class Relay(Protocol):
+    """Where an upstream's own requests and notifications go: the ``Router`` of the gateway's sessions.
+
+        Upstream("git", config, options, relay=router)    # git's sampling requests go to router.sampling
+    """
+
+    async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
+        """``sampling/createMessage`` of ``server``: the agent's answer, or an error for the upstream."""
+        ...
+
+    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        """``elicitation/create`` of ``server``: the agent's answer, or an error for the upstream."""
+        ...
+
+    async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None:
+        """A log message of ``server``."""
+        ...
+
+    async def notification(self, server: str, message: types.ServerNotification) -> None:
+        """Any other notification of ``server`` (resource updates, list changes)."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +166,7 @@ class Router:
         """The sessions subscribed to ``uri`` of ``server``."""
         return list(self.subscriptions.get((server, uri), []))
 
-    # --- what the upstreams send of their own accord (``writ.engine.gateway.upstream.Relay``) ----
+    # --- what the upstreams send of their own accord (``Relay``) ------------------------------------
 
     async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
         """An upstream asks for an LLM completion: put to the session it belongs to, or refused."""

@@ -71,6 +71,7 @@ class WritServer(Server[Any]):
 
     def create_initialization_options(self, notification_options: NotificationOptions | None = None,
                                       *args: Any, **kwargs: Any) -> Any:
+        """The SDK's options, announcing tools, prompts and resources list changes unless told otherwise."""
         return super().create_initialization_options(notification_options or NOTIFY, *args, **kwargs)
 
 

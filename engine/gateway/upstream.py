@@ -27,7 +27,7 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -45,7 +45,7 @@ from writ.engine.core import reasons
 from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
 from writ.engine.gateway.listing import UpstreamTool, all_pages, definition_digest
-from writ.engine.gateway.routing import Router
+from writ.engine.gateway.routing import Relay, Router, SamplingResult
 
 # Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
 # gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
@@ -58,21 +58,6 @@ MAX_BACKOFF_S = 30.0
 State = Literal["starting", "ready", "restarting", "down"]
 Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
 T = TypeVar("T")
-SamplingResult = types.CreateMessageResult | types.CreateMessageResultWithTools
-
-
-class Relay(Protocol):
-    """Where an upstream's own requests and notifications go (the gateway's sessions)."""
-
-    async def sampling(self, server: str, params: types.CreateMessageRequestParams) -> SamplingResult | types.ErrorData:
-        ...
-
-    async def elicitation(self, server: str, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
-        ...
-
-    async def log(self, server: str, params: types.LoggingMessageNotificationParams) -> None: ...
-
-    async def notification(self, server: str, message: types.ServerNotification) -> None: ...
 
 
 class UpstreamUnavailable(WritError):

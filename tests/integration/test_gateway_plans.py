@@ -493,7 +493,37 @@ def test_the_planner_cannot_run_its_own_plan(env: Env, stores: Services, planner
     assert not target.exists() and stores.plans.get(plan_id).state.value == "approved"
 
 
-def test_the_audit_log_verifies_and_holds_plans_claims_and_results(env: Env) -> None:
+def run_audited_story(env: Env, stores: Services) -> None:
+    """Every plan event the audit log must hold, in sessions of its own, so the check below needs no other test:
+    a step run and repeated, a plan completed, an unapproved plan begun, one aborted, one expired, a tool changed."""
+    target = env.files / "audited.txt"
+    with env.session("plan-bot") as planner, env.session("exec-bot") as executor:
+        ran = proposed_and_approved(env, stores, planner, "Audited write", [write_step(target, "audited")])
+        pending = propose(planner, "Not yet approved", [write_step(target, "pending")])
+        aborted = proposed_and_approved(env, stores, planner, "Aborted", [write_step(target, "aborted")])
+        expiring = proposed_and_approved(env, stores, planner, "Expiring", [write_step(target, "late")],
+                                         expires_in_s=3)
+        description = env.notes_description.read_text()
+        env.notes_description.write_text(description + " (changed for the audit story)")
+        propose(planner, "Note", [{"tool": "notes__append_note", "args": {"text": "x"}}])  # re-lists: tools_changed
+        env.notes_description.write_text(description)
+        propose(planner, "Note", [{"tool": "notes__append_note", "args": {"text": "y"}}])  # and back again
+
+        ok(executor.call("writ__writ_plan_begin", {"plan_id": ran}))
+        ok(executor.call("fs__write_file", {"path": str(target), "content": "audited"}))
+        again = executor.call("fs__write_file", {"path": str(target), "content": "audited"})
+        assert error_code(again) == "step_already_claimed", text_of(again)
+        ok(executor.call("writ__writ_plan_finish", {"outcome": "completed"}))
+        assert error_code(executor.call("writ__writ_plan_begin", {"plan_id": pending})) == "plan_not_approved"
+        ok(executor.call("writ__writ_plan_begin", {"plan_id": aborted}))
+        ok(executor.call("writ__writ_plan_finish", {"outcome": "aborted", "reason": "for the audit story"}))
+        expiry = stores.plans.get(expiring).expires_at
+        time.sleep(max(0.0, (expiry - datetime.now(expiry.tzinfo)).total_seconds()) + 0.3)
+        assert error_code(executor.call("writ__writ_plan_begin", {"plan_id": expiring})) == "plan_expired"
+
+
+def test_the_audit_log_verifies_and_holds_plans_claims_and_results(env: Env, stores: Services) -> None:
+    run_audited_story(env, stores)
     log = entries(env)
     kinds = {e.kind for e in log}
     assert {"plan_event", "approval", "step_claim", "step_result", "session_plan", "tools_changed",
