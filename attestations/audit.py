@@ -157,7 +157,8 @@ class AuditLog:
             except _LostRace:
                 if time.monotonic() > deadline:
                     break
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))
+                time.sleep(random.uniform(  # noqa: S311 - retry jitter, not a secret
+                    0, min(0.05, 0.001 * 2**attempt)))
                 continue
             except SQLAlchemyError as e:
                 raise AuditError(

@@ -57,8 +57,11 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_int(text: str) -> int | float:
-    """Integers within +/-(2**53 - 1) as ``int``. Beyond, JSON numbers are doubles: accept the literal only if it
-    is exactly how RFC 8785 writes its double (``1e20`` is written ``100000000000000000000``), else refuse."""
+    """Integers within +/-(2**53 - 1) as ``int``.
+
+    Beyond, JSON numbers are doubles: accept the literal only if it
+    is exactly how RFC 8785 writes its double (``1e20`` is written ``100000000000000000000``), else refuse.
+    """
     n = int(text)
     if abs(n) <= SAFE_INT:
         return n

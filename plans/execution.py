@@ -303,7 +303,8 @@ class PlanExecution(PlanStoreBase):
                 f"{db_time(claim.finished_at) if claim.finished_at else '?'})",
                 code=reasons.STEP_RESULT_RECORDED,
             )
-        assert claim is not None
+        if claim is None:  # the update above found the row; nothing deletes claims
+            raise ClaimRefused(f"step {step_index} of plan {pid} has no claim", code=reasons.STEP_NOT_CLAIMED)
         self._audit.append(
             "step_result",
             {"plan_id": plan_id, "step_index": step_index, "executor": claim.executor, "outcome": outcome,

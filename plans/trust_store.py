@@ -323,7 +323,8 @@ class TrustStore:
         when = db_time(at or utc_now())
         with self._db(f"revoke key {short_key_id(record.key_id)}"), self._store.session(write=True) as session:
             row = session.get(TrustedKeyRow, record.key_id)
-            assert row is not None
+            if row is None:  # self.key found it; nothing deletes keys
+                raise NotFoundError(f"no key {short_key_id(record.key_id)}", code=reasons.KEY_NOT_FOUND)
             if row.revoked_at is not None and row.revoked_at <= when:
                 raise ConflictError(
                     f"key {short_key_id(row.key_id)} of {row.principal!r} is already revoked "

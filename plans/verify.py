@@ -207,8 +207,8 @@ def _approver_key(env: dsse.Envelope, plan: Plan, trust: TrustSet) -> TrustedKey
     accepted = dsse.accepted_keys(env, _keys(trust, "approver"))
     if accepted:
         tk = trust.key(next(iter(accepted)))
-        assert tk is not None
-        return tk
+        if tk is not None:  # accepted keys are the trust set's own
+            return tk
     other = _signed_by_hinted_key(env, trust)
     if other is None:
         hint = short_key_id(env.signatures[0].keyid)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -33,6 +34,9 @@ from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.lifecycle import PlanState
 from writ.plans.models import PlanLimits, short_plan_id
 from writ.plans.statements import Decision, sign_approval, sign_plan
+
+if TYPE_CHECKING:
+    from writ.engine.wiring.services import Services
 
 
 @click.group("plan")
@@ -237,14 +241,12 @@ def plan_verify(target: str, trust_file: Path | None, at: str | None, as_json: b
 
             trust_set = load_trust_root(read_bounded(trust_file, "trust root", limits.max_envelope_bytes))
         else:
-            assert w is not None  # without --trust, opening the store has not failed
-            trust_set = w.trust.trust_set()
+            trust_set = _opened(w).trust.trust_set()  # without --trust, opening the store has not failed
         if path.is_file():
             record, what = None, str(path)
             raw = read_bounded(path, "envelope", limits.max_envelope_bytes).rstrip(b"\n")
         else:
-            assert w is not None
-            record = w.plans.get(w.plans.resolve(target))
+            record = _opened(w).plans.get(_opened(w).plans.resolve(target))
             raw, what = record.envelope, f"stored plan {short_plan_id(record.id)}"
         outcome = report.verify_plan(raw, what, record, w, trust_set, now=now, limits=limits)
     if as_json:
@@ -333,3 +335,11 @@ def reject(plan_ref: str, key_file: Path, comment: str) -> None:
       writ reject 3f2a9c --key carol.pem --comment "touches prod config"
     """
     _decide(plan_ref, key_file, comment, "reject")
+
+
+def _opened(w: Services | None) -> Services:
+    """The stores ``plan verify`` opened; only an offline check (``--trust`` and a file) runs without them."""
+    if w is None:
+        raise StoreError("this check needs the data directory's stores: run it where `writ init` was run",
+                         code=reasons.STORE_MISSING)
+    return w

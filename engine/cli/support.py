@@ -1,5 +1,7 @@
-"""What the principal, key, plan and tool commands share: the data directory's stores, bounded
-file reads, never-overwriting writes, and output fit for a terminal or for a program.
+"""What the principal, key, plan and tool commands share.
+
+The data directory's stores, bounded file reads, never-overwriting writes, and output fit
+for a terminal or for a program.
 
     with services() as w:                                  # the stores of the command's --data-dir
         people = w.trust.principals()

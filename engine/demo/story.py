@@ -64,6 +64,8 @@ class DemoFailed(WritError):
 
 @dataclass(frozen=True)
 class Tools:
+    """What the demo runs besides Writ: Node.js and the npm filesystem MCP server."""
+
     node: str
     fs_server: Path
 
@@ -90,7 +92,8 @@ def prerequisites() -> Tools:
         problems.append("git is not on PATH")
     if problems:
         raise DemoFailed("cannot run the demo: " + "; ".join(problems), code=reasons.DEMO_PREREQUISITES)
-    assert node is not None and fs_server is not None
+    if node is None or fs_server is None:  # every missing one was named above
+        raise DemoFailed("cannot run the demo: node or the filesystem server is missing", code=reasons.DEMO_PREREQUISITES)
     return Tools(node, fs_server)
 
 
@@ -114,6 +117,8 @@ def child_env() -> dict[str, str]:
 
 @dataclass
 class Scene:
+    """The demo's world: its data directory and settings, the git repository, the workspace and the config."""
+
     data: Path
     settings: Settings
     demo: Path
@@ -139,7 +144,8 @@ def fresh_data_dir(data_dir: Path | None) -> Path:
 
 
 def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    done = subprocess.run(["git", *args], cwd=repo,  # noqa: S603, S607 - an argv list, git from the user's PATH
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise DemoFailed(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()[:300]}")
     return done.stdout
@@ -441,7 +447,8 @@ def _epilogue(scene: Scene, stores: Services, n: Narrator, plan_a: str, plan_b: 
 
     n.section("The audit log: every decision, plan event, approval, claim and result, hash-chained")
     command = writ_argv("audit", "verify", "--data-dir", str(scene.data))
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
+    done = subprocess.run(command, capture_output=True, text=True, check=False,  # noqa: S603 - Writ's own argv
+                          env={**os.environ})
     n.say("$ writ audit verify --data-dir " + str(scene.data))
     n.say(_first_line(done.stdout) or _first_line(done.stderr))
     if done.returncode != 0:

@@ -270,8 +270,10 @@ class ToolCalls:
     def record(self, decision: Decision, entry: UpstreamTool, outcome: str, duration_us: int, *,
                result: types.CallToolResult | None = None, result_sha256: str | None = None,
                error: dict[str, Any] | None = None, step: StepRun | None = None) -> None:
-        """The ``tool_result`` entry of an allowed call. If it cannot be written, the call already happened:
-        the result still goes back, and the process log says the entry is missing."""
+        """The ``tool_result`` entry of an allowed call.
+
+        If it cannot be written, the call already happened: the result still goes back, and the process log says the entry is missing.
+        """
         if result is not None and result_sha256 is None:
             result_sha256 = result_digest(result)
         gw = self.gateway

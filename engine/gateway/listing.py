@@ -25,10 +25,12 @@ MAX_PAGES = 1000  # a server that pages forever is cut off, not followed
 
 
 def definition_digest(tool: types.Tool) -> str:
-    """``sha256:`` of the RFC 8785 form of ``{name, description, inputSchema, annotations}`` as the upstream
-    declared them (absent description or annotations are ``null``; annotations in wire form, unset hints left out).
+    """``sha256:`` of the RFC 8785 form of a tool's definition, as the upstream declared it.
+
+    The definition is ``{name, description, inputSchema, annotations}`` (absent description or annotations are ``null``; annotations in wire form, unset hints left out).
     A plan step pins this digest: a tool whose definition changes after approval no longer matches.
-    ``InputError`` if the definition has no canonical form (e.g. an integer beyond 2**53 in its schema)."""
+    ``InputError`` if the definition has no canonical form (e.g. an integer beyond 2**53 in its schema).
+    """
     annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) if tool.annotations else None
     return digest({
         "name": tool.name,

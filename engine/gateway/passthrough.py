@@ -160,8 +160,10 @@ class PassThrough:
 
     async def set_logging_level(self, ctx: ServerRequestContext[Any, Any],
                                 params: types.SetLevelRequestParams) -> types.EmptyResult:
-        """Messages below ``level`` are no longer sent to this session; each upstream that logs is asked
-        for the lowest level any session wants."""
+        """Messages below ``level`` are no longer sent to this session.
+
+        Each upstream that logs is asked for the lowest level any session wants.
+        """
         self.gateway.log_level = params.level
         levels = [g.log_level for g in self.gateway.upstreams.router.gateways if g.log_level is not None]
         lowest = min(levels, key=LOG_LEVELS.index) if levels else params.level
@@ -191,8 +193,10 @@ class PassThrough:
 
     async def ask(self, server: str, method: Method, params: Any, target: Exchange
                   ) -> SamplingResult | types.ElicitResult | types.ErrorData:
-        """An upstream's sampling or elicitation request: decided by policy for this session's principal,
-        then put to the agent's client on the request it belongs to."""
+        """An upstream's sampling or elicitation request, decided by policy for this session's principal.
+
+        Allowed, it is put to the agent's client on the request it belongs to.
+        """
         gw = self.gateway
         session = target.session
         capability = (types.ClientCapabilities(sampling=types.SamplingCapability()) if method == SAMPLING else

@@ -49,7 +49,7 @@ class Failed:
 
 
 def listable(dry_run: Decision) -> bool:
-    """Is an item listed, given the engine's undelivered decision for calling it with no arguments?"""
+    """Whether an item is listed, given the engine's undelivered decision for calling it with no arguments."""
     return dry_run.allow or not dry_run.reasons or not set(dry_run.reason_codes) <= HIDDEN_WHEN_ONLY
 
 

@@ -62,8 +62,9 @@ Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
 
 
 class WritServer(Server[Any]):
-    """The SDK's low-level server, announcing the list-changed notifications the gateway relays
-    (the HTTP session manager asks for initialization options without any).
+    """The SDK's low-level server, announcing the list-changed notifications the gateway relays.
+
+    The HTTP session manager asks for initialization options without any, so they are set here.
 
         server = build_server(lambda ctx: gateway)
         await server.run(read, write, server.create_initialization_options())
@@ -176,7 +177,9 @@ class Gateway:
 
     def end_session(self) -> list[tuple[str, str]]:
         """The agent left: forget its session, and record a plan still bound to it (it stays executing).
-        Returns the resource subscriptions nobody holds any more (the caller unsubscribes upstream)."""
+
+        Returns the resource subscriptions nobody holds any more (the caller unsubscribes upstream).
+        """
         orphaned = self.upstreams.router.detach(self)
         bound = self.session.plan
         if bound is not None:
@@ -201,7 +204,7 @@ class Gateway:
         return self.pdp.engine.decide(self.tool_input(entry, {}, Session(id=self.session.id)))
 
     def is_write(self, entry: UpstreamTool) -> bool:
-        """Does policy treat this tool as a write (a call that may run only as a plan step)?"""
+        """Whether policy treats this tool as a write (a call that may run only as a plan step)."""
         return self._dry_run(entry).has_obligation(reasons.PLAN_REQUIRED)
 
     # --- the policy input and the decision ---------------------------------------------------
@@ -226,12 +229,14 @@ class Gateway:
         )
 
     def session_now(self) -> Session:
-        """This session as policy sees it now (its id, and whether it is locked)."""
+        """The session as policy sees it now (its id, and whether it is locked)."""
         return Session(id=self.session.id, locked=self.session.locked)
 
     def decide(self, build: Callable[[], PolicyInput], what: str) -> Decision | None:
         """Decide (and log) the input ``build`` makes; lock the session if the decision says so.
-        None when no input could be built (the caller denies with ``refuse_input``)."""
+
+        None when no input could be built (the caller denies with ``refuse_input``).
+        """
         try:
             inp = build()
         except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
@@ -254,8 +259,10 @@ class Gateway:
     # --- upstreams ------------------------------------------------------------------------
 
     async def refresh_tools(self, server: str) -> None:
-        """List ``server``'s tools now and wait for the answer (``UpstreamUnavailable`` if it is down);
-        a changed definition is audited and announced to this session."""
+        """List ``server``'s tools now and wait for the answer (``UpstreamUnavailable`` if it is down).
+
+        A changed definition is audited and announced to this session.
+        """
         upstream = self.upstreams.upstreams.get(server)
         if upstream is not None and await upstream.refresh_now():
             await self.tools_changed()

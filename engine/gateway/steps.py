@@ -93,7 +93,7 @@ def step_match(step: PlanStep, *, server: str, tool: str, definition_digest: str
 
 
 def is_candidate(plan: Plan, server: str, tool: str) -> bool:
-    """Could a call of this tool be one of the plan's steps? (Then its definition is listed again first.)"""
+    """Whether a call of this tool could be one of the plan's steps (then its definition is listed again first)."""
     return any(s.server == server and s.tool == tool for s in plan.steps)
 
 

@@ -271,7 +271,8 @@ class Upstream:
     def _transport(self) -> AbstractAsyncContextManager[Streams]:
         if self.config.url is not None:
             return streamable_http_client(self.config.url)
-        assert self.config.command is not None  # the config guarantees one of the two
+        if self.config.command is None:  # load_config guarantees a url or a command
+            raise UpstreamUnavailable(f"upstream {self.name!r} has neither a url nor a command")
         params = StdioServerParameters(command=self.config.command, args=self.config.args,
                                        env=self.config.env or None, cwd=self.config.cwd)
         return stdio_client(params)

@@ -149,7 +149,7 @@ class PolicyEngine(ABC):
         check_size(len(text.encode("utf-8")), self.limits)
         return text
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: most engines hold nothing to release
         """Release connections or engines; the default has nothing to release."""
 
 

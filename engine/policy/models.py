@@ -59,9 +59,12 @@ class ToolAnnotations(_Strict):
 
 
 class Tool(_Strict):
-    """What the request is about. For ``tools/call``: the tool. For another method (see
+    """What the request is about.
+
+    For ``tools/call``: the tool. For another method (see
     ``PolicyInput.method``): the upstream server and the resource URI, prompt name or method,
-    with no annotations and no definition digest."""
+    with no annotations and no definition digest.
+    """
 
     server: str = Field(min_length=1, description="Upstream server name from writ.toml; 'writ' for governance tools.")
     name: str = Field(

@@ -239,7 +239,7 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 
 @lru_cache(maxsize=1024)
 def builtin_supported(name: str, arity: int) -> bool:
-    """Does the embedded engine implement builtin ``name``? (Probed once per name.)"""
+    """Whether the embedded engine implements builtin ``name`` (probed once per name)."""
     if name in SILENTLY_UNDEFINED_BUILTINS:
         return False
     args = ", ".join(["null"] * arity)
