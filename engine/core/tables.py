@@ -190,6 +190,23 @@ class StepClaimRow(SQLModel, table=True):
     result_digest: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))
     outcome: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
     finished_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    attempt: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
+
+
+class TrustRevisionRow(SQLModel, table=True):
+    """The trust store's one revision number, bumped in the same transaction as every trust change.
+
+    A plan verified as backed under revision N stays backed while the revision is N.
+    """
+
+    __tablename__ = "trust_revision"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_trust_revision_single_row"),
+        CheckConstraint("revision >= 0", name="ck_trust_revision_non_negative"),
+    )
+
+    id: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    revision: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class GatewayTokenRow(SQLModel, table=True):
