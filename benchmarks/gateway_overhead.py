@@ -281,6 +281,7 @@ def setup_writ(tmp: Path, workspace: Path, upstream_url: str) -> tuple[Path, Pat
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
            "WRIT_POLICY_DIR": str(bench_policies(tmp))}
     env.pop("WRIT_HOME", None)
+    writ_cli("init", "--data-dir", str(data), env=env)
     writ_cli("principals", "add", "bench-bot", "--role", "executor", "--data-dir", str(data), env=env)
     token = writ_cli("tokens", "new", "--principal", "bench-bot", "--data-dir", str(data), env=env)
     token = token.strip().splitlines()[-1]
