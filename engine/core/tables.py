@@ -226,3 +226,45 @@ class GatewayTokenRow(SQLModel, table=True):
     token_sha256: str = Field(sa_column=Column(String(71), nullable=False))  # sha256:<hex> of the token text
     created_at: str = Field(sa_column=Column(String(32), nullable=False))
     revoked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class PrincipalStatusRow(SQLModel, table=True):
+    """Whether a principal is locked (after a violation) or disabled; no row: neither.
+
+    A lock belongs to the principal, not to one session: every gateway process reads this row
+    before each call. It is lifted only by an operator (``writ principals unlock``).
+    """
+
+    __tablename__ = "principal_status"
+
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), primary_key=True))
+    locked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    lock_session: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    lock_decision: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    lock_reasons: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # comma-separated codes
+    disabled_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    disable_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class GatewaySessionRow(SQLModel, table=True):
+    """One agent session of a gateway process (``writ mcp``, or an MCP session of ``writ serve``).
+
+    ``ended_at`` stays empty for a session whose process died without ending it; ``process`` is
+    ``host:pid``, so an operator can tell.
+    """
+
+    __tablename__ = "gateway_sessions"
+    __table_args__ = (
+        CheckConstraint("transport IN ('stdio', 'http')", name="ck_gateway_sessions_transport"),
+        Index("ix_gateway_sessions_principal", "principal"),
+        Index("ix_gateway_sessions_ended_at", "ended_at"),
+    )
+
+    id: str = Field(sa_column=Column(String(64), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    transport: str = Field(sa_column=Column(String(8), nullable=False))
+    process: str = Field(sa_column=Column(String(160), nullable=False))
+    started_at: str = Field(sa_column=Column(String(32), nullable=False))
+    ended_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    locked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
