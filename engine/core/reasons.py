@@ -130,6 +130,9 @@ KEY_FILE_UNREADABLE: Final = "key_file_unreadable"
 KEY_FILE_UNWRITABLE: Final = "key_file_unwritable"
 SIGNING_KEY_MISSING: Final = "signing_key_missing"
 SIGNING_KEY_UNTRUSTED: Final = "signing_key_untrusted"
+PRINCIPAL_LOCKED: Final = "principal_locked"
+PRINCIPAL_NOT_LOCKED: Final = "principal_not_locked"
+PRINCIPAL_DISABLED: Final = "principal_disabled"
 
 # -- the MCP gateway ------------------------------------------------------------------------------
 GATEWAY_ERROR: Final = "gateway_error"
@@ -153,6 +156,10 @@ TOKEN_REVOKED: Final = "token_revoked"
 ORIGIN_FORBIDDEN: Final = "origin_forbidden"
 SESSION_FORBIDDEN: Final = "session_forbidden"
 NO_BUNDLE: Final = "no_bundle"
+CONTENT_TYPE_UNSUPPORTED: Final = "content_type_unsupported"
+API_ROLE_FORBIDDEN: Final = "api_role_forbidden"
+RATE_LIMITED: Final = "rate_limited"
+NOT_READY: Final = "not_ready"
 
 # -- the demo -----------------------------------------------------------------------------------------
 DEMO_PREREQUISITES: Final = "demo_prerequisites"
