@@ -42,6 +42,7 @@ __all__ = [
     "PYTHON_ONLY_REASONS",
     "REQUIREMENT_PATH",
     "RESULT_PATH",
+    "RETRY_PATH",
     "Assessment",
     "PolicyApprovalResult",
     "PolicyEvaluator",
@@ -51,11 +52,13 @@ __all__ = [
     "policy_input",
     "policy_result",
     "requirement_for",
+    "retry_allowed",
     "verified_approvals",
 ]
 
 REQUIREMENT_PATH = "writ.approval.requirement"
 RESULT_PATH = "writ.approval.result"
+RETRY_PATH = "writ.approval.retry_failed_step"
 PYTHON_ONLY_REASONS = frozenset(
     {IgnoreReason.MALFORMED, IgnoreReason.BAD_SIGNATURE, IgnoreReason.FOREIGN_KEY, IgnoreReason.OVER_LIMIT}
 )
@@ -194,6 +197,18 @@ def requirement_for(engine: PolicyEvaluator, plan: Plan, now: datetime) -> Appro
         return ApprovalRequirement.model_validate(raw)
     except ValidationError as e:
         raise _shape_error(REQUIREMENT_PATH, plan, e) from None
+
+
+def retry_allowed(engine: PolicyEvaluator, plan: Plan, step_index: int, attempt: int, now: datetime) -> bool:
+    """May step ``step_index``, failed after ``attempt`` claims, be claimed again? Only a policy ``true`` says yes.
+
+    Any failure of the policy is a no (fail closed: the plan fails with its step).
+    """
+    doc = {"plan": _plan_doc(plan), "step_index": step_index, "attempt": attempt, "now": iso(aware(now, "'now'"))}
+    try:
+        return engine.evaluate(RETRY_PATH, doc) is True
+    except WritError:
+        return False
 
 
 def policy_result(

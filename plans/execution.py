@@ -1,27 +1,30 @@
-"""The execution side of the plan store: begin an approved plan, claim each step once, record, finish.
+"""The execution side of the plan store: begin an approved plan, claim each step once (ADR 0009).
 
     plans.begin(plan_id, "exec-bot")                  # re-verifies everything; approved -> executing
     claim = plans.claim_step(plan_id, 0, "exec-bot", server="fs", tool="write_file",
                              definition_digest=d, args={"path": "/repo/a.py", "content": "..."})
-    plans.record_result(plan_id, 0, result_digest, "succeeded")
+    plans.record_result(plan_id, 0, result_digest, "succeeded")    # writ.plans.step_results
     plans.finish(plan_id, "completed")                # executing -> completed
     plans.claim_step(plan_id, 0, ...)   # StepAlreadyClaimed: step 0 of plan sha256:ab.. was already claimed by ...
-    plans.expire_due()                                # ids of waiting plans whose expiry passed
 
-``begin`` and every ``claim_step`` verify the stored envelope again against the trust
-store; ``begin`` re-counts the approvals under the requirement the policy gives now and
-asks the policy too (ADR 0008). A step runs at most once because the database says so:
-the claim is an INSERT under ``UNIQUE (plan_id, step_index)``. Refusals of ``begin`` and
+``begin`` verifies the stored envelope again against the trust store, re-counts the
+approvals under the requirement the policy gives now and asks the policy too (ADR 0008).
+Every ``claim_step`` checks that the plan is still backed the same way
+(``writ.plans.execution_backing``: cached while the trust store and the policy are
+unchanged); a plan no longer backed is refused with ``plan_not_backed`` and aborted. A
+step runs at most once because the database says so: the claim is an INSERT under
+``UNIQUE (plan_id, step_index)``; the one exception is a step that failed, claimed again
+(``attempt`` + 1, an UPDATE of its failed row) only when the policy allows a retry. In an
+ordered plan step i runs only once step i-1 succeeded. Refusals of ``begin`` and
 ``claim_step`` are audited too (``plan_event`` ``begin_refused``, ``step_claim`` with
 ``claimed: false``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,25 +42,23 @@ from writ.engine.core.errors import (
     WritError,
 )
 from writ.engine.core.timeutil import db_time, from_db_time, iso
+from writ.plans.assessment import retry_allowed
 from writ.plans.canonical import digest
+from writ.plans.execution_backing import BackedExecution, policy_not_satisfied
 from writ.plans.lifecycle import PlanEvent, PlanState
 from writ.plans.matching import matches
-from writ.plans.models import DIGEST_PATTERN, Plan, short_plan_id
-from writ.plans.records import CLAIMS, PLANS, ClaimRecord, FinishOutcome, PlanRecord, PlanStatus, StepOutcome
-from writ.plans.store_base import PlanStoreBase, now_or_utc
+from writ.plans.models import Plan, short_plan_id
+from writ.plans.records import CLAIMS, PLANS, ClaimRecord, PlanRecord, PlanStatus
+from writ.plans.step_results import StepResults
+from writ.plans.store_base import now_or_utc
 from writ.plans.verify import require_approved
 
 __all__ = ["PlanExecution"]
 
-_FINISH_EVENTS: dict[str, PlanEvent] = {
-    "completed": PlanEvent.COMPLETE,
-    "failed": PlanEvent.FAIL,
-    "aborted": PlanEvent.ABORT,
-}
 _NOT_APPROVED_CODES = {PlanState.REJECTED: reasons.PLAN_REJECTED}
 
 
-class PlanExecution(PlanStoreBase):
+class PlanExecution(StepResults, BackedExecution):
     """Run approved plans step by step, each step at most once; ``PlanStore`` is this and ``PlanSubmission``.
 
         plans.begin(plan_id, "exec-bot")
@@ -121,7 +122,7 @@ class PlanExecution(PlanStoreBase):
         self._log_disagreement(status)
         require_approved(plan, envelopes, trust, now=now, requirement=status.result.requirement, limits=self.limits)
         if not status.policy.satisfied:
-            raise ApprovalError(_policy_not_satisfied(pid, status), code=reasons.APPROVAL_POLICY_DENIED)
+            raise ApprovalError(policy_not_satisfied(pid, status), code=reasons.APPROVAL_POLICY_DENIED)
         return status
 
     def _check_executor(self, record: PlanRecord, executor: str) -> None:
@@ -170,9 +171,10 @@ class PlanExecution(PlanStoreBase):
         """Claim step ``step_index`` for this exact call, once. ``StepAlreadyClaimed`` if it was claimed before.
 
         Refused (``ClaimRefused``; ``PlanExpired`` once the plan expired) unless the plan is
-        executing, unexpired, begun by ``executor``, its envelope still verifies, the call
-        matches the step exactly (``writ.plans.matching.matches``), and, for an ordered plan,
-        step i-1 was claimed.
+        executing, unexpired, begun by ``executor``, still backed (``backed_plan``: else
+        ``plan_not_backed``, and the plan is aborted), the call matches the step exactly
+        (``writ.plans.matching.matches``), and, for an ordered plan, step i-1 succeeded. A
+        step that failed is claimed again only if the policy allows a retry (``attempt`` + 1).
         """
         now = now_or_utc(now)
         record = self.get(plan_id)
@@ -185,16 +187,25 @@ class PlanExecution(PlanStoreBase):
         try:
             plan = self._claimable_plan(record, executor, now)
             self._check_step(plan, record, step_index, server, tool, definition_digest, args)
-            claim = self._insert_claim(record, step_index, executor, args_digest, now)
+            prior = self._claim(record.id, step_index)
+            if prior is not None and prior.outcome == "failed" and retry_allowed(
+                self.policy, plan, step_index, prior.attempt, now
+            ):
+                claim = self._retry_claim(record, prior, executor, args_digest, now)
+            else:
+                claim = self._insert_claim(record, step_index, executor, args_digest, now)
         except WritError as e:
             self._audit_refusal("step_claim", {**base, "claimed": False, "code": e.code, "reason": e.message,
                                                "at": db_time(now)})
+            if e.code == reasons.PLAN_NOT_BACKED:
+                self.abort_unbacked(record.id, e.message, now)
             raise
-        self._audit.append("step_claim", {**base, "claimed": True, "at": db_time(now)})
+        retried = {"attempt": claim.attempt} if claim.attempt > 1 else {}
+        self._audit.append("step_claim", {**base, "claimed": True, **retried, "at": db_time(now)})
         return claim
 
     def _claimable_plan(self, record: PlanRecord, executor: str, now: datetime) -> Plan:
-        """The verified plan, if it is executing, begun by ``executor`` and unexpired."""
+        """The verified plan, if it is executing, begun by ``executor``, still backed and unexpired."""
         pid = short_plan_id(record.id)
         if record.state is not PlanState.EXECUTING:
             raise ClaimRefused(f"plan {pid} is {record.state.value}, not executing: no step of it may run",
@@ -204,10 +215,7 @@ class PlanExecution(PlanStoreBase):
                 f"plan {pid} is being executed by {record.executor!r}, not {executor!r}",
                 code=reasons.EXECUTOR_MISMATCH,
             )
-        plan = self.verified_plan(record, self.trust.trust_set(), now)
-        if plan.is_expired(now):
-            raise PlanExpired(f"plan {pid} expired at {iso(plan.expires_at)}: no step of it may run")
-        return plan
+        return self.backed_plan(record, now)
 
     def _check_step(
         self,
@@ -230,9 +238,21 @@ class PlanExecution(PlanStoreBase):
                         args=args, limits=self.limits)
         if not match:
             raise ClaimRefused(f"call is not step {step_index} of plan {pid}: {match.reason}", code=reasons.STEP_MISMATCH)
-        if plan.ordered and step_index > 0 and self._claim(record.id, step_index - 1) is None:
+        if plan.ordered and step_index > 0:
+            self._check_turn(record, step_index)
+
+    def _check_turn(self, record: PlanRecord, step_index: int) -> None:
+        """In an ordered plan, step i runs only after step i-1 succeeded (not while it runs, not after it failed)."""
+        pid, before = short_plan_id(record.id), step_index - 1
+        previous = self._claim(record.id, before)
+        if previous is None:
+            raise ClaimRefused(f"step {step_index} of plan {pid} cannot run before step {before} (the plan is ordered)",
+                               code=reasons.STEP_OUT_OF_ORDER)
+        if previous.outcome != "succeeded":
+            how = "is still running" if previous.outcome is None else "failed"
             raise ClaimRefused(
-                f"step {step_index} of plan {pid} cannot run before step {step_index - 1} (the plan is ordered)",
+                f"step {step_index} of plan {pid} cannot run before step {before} succeeded (the plan is ordered; "
+                f"step {before} {how})",
                 code=reasons.STEP_OUT_OF_ORDER,
             )
 
@@ -267,101 +287,27 @@ class PlanExecution(PlanStoreBase):
             f"{db_time(other.claimed_at)}; a step runs at most once"
         )
 
-    def record_result(
-        self,
-        plan_id: str,
-        step_index: int,
-        result_digest: str | None,
-        outcome: StepOutcome,
-        *,
-        now: datetime | None = None,
+    def _retry_claim(
+        self, record: PlanRecord, prior: ClaimRecord, executor: str, args_digest: str, now: datetime
     ) -> ClaimRecord:
-        """Record how a claimed step ended (once): ``succeeded`` or ``failed``, with the result's digest."""
-        now = now_or_utc(now)
-        if outcome not in get_args(StepOutcome):
-            raise InputError(f"step outcome {outcome!r} is not one of succeeded, failed", code=reasons.INPUT_INVALID)
-        if result_digest is not None and not re.fullmatch(DIGEST_PATTERN, result_digest):
-            raise InputError(f"result digest {result_digest!r} is not sha256:<64 hex>", code=reasons.INPUT_INVALID)
-        pid = short_plan_id(plan_id)
-        with (
-            self._db(f"record the result of step {step_index} of {pid}"),
-            self._store.connect(write=True) as conn,
-            conn.begin(),
-        ):
+        """Claim a failed step again (the policy allowed it): its row, from failed back to running, attempt + 1."""
+        pid, index = short_plan_id(record.id), prior.step_index
+        with self._db(f"claim step {index} of {pid} again"), self._store.connect(write=True) as conn, conn.begin():
+            state = conn.execute(
+                select(PLANS.c.state).where(PLANS.c.id == record.id).with_for_update(read=True)
+            ).scalar()
+            if state != PlanState.EXECUTING.value:
+                raise ClaimRefused(f"plan {pid} is {state}, not executing: no step of it may run",
+                                   code=reasons.PLAN_NOT_EXECUTING)
             done = conn.execute(
                 update(CLAIMS)
-                .where(CLAIMS.c.plan_id == plan_id, CLAIMS.c.step_index == step_index, CLAIMS.c.outcome.is_(None))
-                .values(result_digest=result_digest, outcome=outcome, finished_at=db_time(now))
+                .where(CLAIMS.c.plan_id == record.id, CLAIMS.c.step_index == index, CLAIMS.c.outcome == "failed",
+                       CLAIMS.c.attempt == prior.attempt)
+                .values(executor=executor, claimed_at=db_time(now), args_digest=args_digest, result_digest=None,
+                        outcome=None, finished_at=None, attempt=prior.attempt + 1)
             )
-        claim = self._claim(plan_id, step_index)
         if done.rowcount != 1:
-            if claim is None:
-                raise ClaimRefused(f"step {step_index} of plan {pid} was never claimed: claim it before it runs",
-                                   code=reasons.STEP_NOT_CLAIMED)
-            raise ConflictError(
-                f"the result of step {step_index} of plan {pid} was already recorded ({claim.outcome} at "
-                f"{db_time(claim.finished_at) if claim.finished_at else '?'})",
-                code=reasons.STEP_RESULT_RECORDED,
-            )
-        if claim is None:  # the update above found the row; nothing deletes claims
-            raise ClaimRefused(f"step {step_index} of plan {pid} has no claim", code=reasons.STEP_NOT_CLAIMED)
-        self._audit.append(
-            "step_result",
-            {"plan_id": plan_id, "step_index": step_index, "executor": claim.executor, "outcome": outcome,
-             "args_digest": claim.args_digest, "result_digest": result_digest, "at": db_time(now)},
-        )
-        return claim
-
-    # -- the end ----------------------------------------------------------------------------------
-
-    def finish(
-        self, plan_id: str, outcome: FinishOutcome, *, now: datetime | None = None, reason: str = ""
-    ) -> PlanState:
-        """End a plan: ``completed`` (every step succeeded), ``failed``, or ``aborted`` (before it ends)."""
-        now = now_or_utc(now)
-        event = _FINISH_EVENTS.get(outcome)
-        if event is None:
-            raise InputError(f"plan outcome {outcome!r} is not one of completed, failed, aborted",
-                             code=reasons.INPUT_INVALID)
-        record = self.get(plan_id)
-        if event is PlanEvent.COMPLETE:
-            plan = self.verified_plan(record, self.trust.trust_set(), now)
-            done = {c.step_index for c in self.claims(plan_id) if c.outcome == "succeeded"}
-            todo = [i for i in range(len(plan.steps)) if i not in done]
-            if todo:
-                raise ConflictError(
-                    f"plan {short_plan_id(plan_id)} cannot complete: step{'s' if len(todo) > 1 else ''} "
-                    f"{', '.join(map(str, todo))} did not succeed (finish it as failed or aborted)",
-                    code=reasons.PLAN_INCOMPLETE,
-                )
-        return self._move(plan_id, record.state, event, now, {"reason": reason} if reason else None)
-
-    def expire_due(self, *, now: datetime | None = None) -> list[str]:
-        """Expire every plan not yet executing whose expiry has passed; the ids expired."""
-        now = now_or_utc(now)
-        waiting = [s.value for s in (PlanState.PROPOSED, PlanState.PENDING, PlanState.APPROVED)]
-        with self._db("find expired plans"), self._store.connect() as conn:
-            due = conn.execute(
-                select(PLANS.c.id, PLANS.c.state).where(PLANS.c.state.in_(waiting), PLANS.c.expires_at <= db_time(now))
-            ).all()
-        expired = []
-        for plan_id, state in due:
-            try:
-                self._move(plan_id, PlanState(state), PlanEvent.EXPIRE, now)
-            except ConflictError:
-                continue  # moved on by another process
-            expired.append(plan_id)
-        return expired
-
-
-def _policy_not_satisfied(pid: str, status: PlanStatus) -> str:
-    """Why the ``writ.approval`` policy does not find the plan approved, for an ``ApprovalError``."""
-    policy = status.policy
-    missing = policy.missing
-    return (
-        f"the writ.approval policy does not find plan {pid} approved (counted: "
-        f"{', '.join(policy.counted) or 'none'}; missing {missing.approvals} approvals"
-        + (f" and groups {', '.join(missing.groups)}" if missing.groups else "")
-        + (f"; {'; '.join(v.message for v in policy.violations)}" if policy.violations else "")
-        + ")"
-    )
+            raise StepAlreadyClaimed(f"step {index} of plan {pid} was claimed again by another call first; "
+                                     "a step runs at most once per allowed attempt")
+        return ClaimRecord(record.id, index, executor, from_db_time(db_time(now)), args_digest, None, None, None,
+                           prior.attempt + 1)

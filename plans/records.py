@@ -120,6 +120,7 @@ class ClaimRecord:
     result_digest: str | None
     outcome: str | None
     finished_at: datetime | None
+    attempt: int = 1  # how many times the step was claimed (more than 1 only if policy let a failed step retry)
 
 
 @dataclass(frozen=True)
@@ -180,4 +181,5 @@ def claim_record(row: Any) -> ClaimRecord:
         result_digest=row.result_digest,
         outcome=row.outcome,
         finished_at=from_db_time(row.finished_at) if row.finished_at else None,
+        attempt=int(row.attempt),
     )

@@ -28,6 +28,7 @@ from writ.engine.core.errors import ConflictError, InputError, NotFoundError, Ve
 from writ.engine.core.ports import AuditSink
 from writ.engine.core.timeutil import aware, db_time, utc_now
 from writ.plans.assessment import PolicyEvaluator, assess
+from writ.plans.backing import BackingCache
 from writ.plans.lifecycle import PlanEvent, PlanState, transition
 from writ.plans.models import Plan, PlanLimits, short_plan_id
 from writ.plans.records import (
@@ -80,6 +81,7 @@ class PlanStoreBase:
         self.policy = policy
         self.limits = limits or PlanLimits()
         self._audit = audit
+        self.backing = BackingCache()  # "still backed" verdicts of executing plans (writ.plans.backing)
 
     # -- reading --------------------------------------------------------------------------------
 

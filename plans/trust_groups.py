@@ -27,6 +27,7 @@ from writ.engine.core.db import Database, db_errors
 from writ.engine.core.errors import ConfigError, ConflictError, InputError
 from writ.engine.core.tables import GroupMemberRow
 from writ.plans.trust import PRINCIPAL_PATTERN
+from writ.plans.trust_revision import bump_revision
 
 __all__ = [
     "POLICY_DATA",
@@ -155,6 +156,7 @@ class StoredGroups:
                 raise exists
             s.add(GroupMemberRow(group_name=group, principal=principal, created_at=created))
             try:
+                bump_revision(s)
                 s.commit()
             except IntegrityError:
                 s.rollback()
@@ -167,5 +169,6 @@ class StoredGroups:
             if row is None:
                 return False
             s.delete(row)
+            bump_revision(s)
             s.commit()
         return True

@@ -18,7 +18,8 @@ whose role is not its principal's. A group's members are those the policy data
 afresh each time a trust set is built, and it is what the gateway, approvals and the
 exported trust root all see.
 
-Every change is appended to the audit log (kind ``trust_event``).
+Every change is appended to the audit log (kind ``trust_event``) and bumps the trust
+store's revision in its own transaction (``revision()``; ``writ.plans.trust_revision``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from pydantic import ValidationError
-from sqlalchemy import func
+from sqlalchemy import Connection, func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from writ.engine.core import reasons
 from writ.engine.core.db import Database, db_errors, describe_db_error
@@ -53,6 +54,7 @@ from writ.plans.trust_groups import (
     merge_groups,
     policy_groups,
 )
+from writ.plans.trust_revision import bump_revision, read_revision
 
 __all__ = [
     "TRUST_ROOT_TYPE",
@@ -142,6 +144,15 @@ class TrustStore:
     def _db(self, what: str) -> AbstractContextManager[None]:
         return db_errors(self._store, what)
 
+    def revision(self) -> int:
+        """The trust store's revision: it changes with every change of principals, keys, revocations or groups."""
+        return read_revision(self._store)
+
+    @staticmethod
+    def bump(executor: Session | Connection) -> None:
+        """Bump the revision inside the caller's open transaction, before its commit: every trust change must."""
+        bump_revision(executor)
+
     # -- principals ------------------------------------------------------------------------
 
     def add_principal(self, name: str, role: str, *, now: datetime | None = None) -> PrincipalRecord:
@@ -166,6 +177,7 @@ class TrustStore:
                 )
             session.add(PrincipalRow(name=name, role=role, created_at=created))
             try:
+                self.bump(session)
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -267,6 +279,7 @@ class TrustStore:
                 )
             session.add(row)
             try:
+                self.bump(session)
                 session.commit()
             except IntegrityError as e:
                 session.rollback()
@@ -333,6 +346,7 @@ class TrustStore:
                 )
             row.revoked_at = when
             session.add(row)
+            self.bump(session)
             session.commit()
             session.refresh(row)
             revoked = _key_record(row)

@@ -289,3 +289,26 @@ result := {
 }
 
 reason(code, message) := {"code": code, "message": message}
+
+# ---------------------------------------------------------------------------
+# A failed step (ADR 0009): data.writ.approval.retry_failed_step
+# ---------------------------------------------------------------------------
+
+# May the executor claim step input.step_index of input.plan again, after it failed
+# upstream (input.attempt: how many times it was claimed)? Default no: a failed step
+# fails its plan. data.writ.config.retry_failed_steps = true allows a retry, up to
+# data.writ.config.max_step_attempts claims of one step (default 3).
+default retry_failed_step := false
+
+retry_failed_step if {
+	data.writ.config.retry_failed_steps == true
+	is_number(input.attempt)
+	input.attempt < max_step_attempts
+}
+
+default max_step_attempts := 3
+
+max_step_attempts := n if {
+	n := data.writ.config.max_step_attempts
+	is_number(n)
+}
