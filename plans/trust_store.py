@@ -43,6 +43,7 @@ from writ.engine.core.tables import PrincipalRow, TrustedKeyRow
 from writ.engine.core.timeutil import db_time, from_db_time, utc_now
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey, short_key_id
+from writ.plans.principal_status import PrincipalState, PrincipalStatus
 from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustedKey, TrustSet
 from writ.plans.trust_groups import (
     GroupMembership,
@@ -140,6 +141,7 @@ class TrustStore:
         self._groups: GroupsSource = groups or dict
         self._stored_groups = StoredGroups(store)
         self._audit = audit
+        self.status = PrincipalStatus(store, audit=audit)  # locks and disables (writ.plans.principal_status)
 
     def _db(self, what: str) -> AbstractContextManager[None]:
         return db_errors(self._store, what)
@@ -378,6 +380,25 @@ class TrustStore:
             "digest": sha256_digest(canonical_bytes(trust)),
             "trust": trust,
         }
+
+    # -- locks and disables (writ.plans.principal_status) --------------------------------------
+
+    def principal_state(self, name: str) -> PrincipalState:
+        """Whether ``name`` is locked or disabled now: one row read, what a gateway asks before each call."""
+        return self.status.state(name)
+
+    def unlock_principal(self, name: str, *, reason: str) -> PrincipalState:
+        """Lift ``name``'s lock after an operator's review (``reason`` is audited); the lock that was lifted."""
+        return self.status.unlock(self.principal(name).name, reason=reason)
+
+    def disable_principal(self, name: str, *, reason: str,
+                          now: datetime | None = None) -> tuple[PrincipalState, list[KeyRecord]]:
+        """Disable ``name`` for good and revoke its keys from that time on: (its state, the keys revoked now)."""
+        owner = self.principal(name)
+        state = self.status.disable(owner.name, reason=reason, at=now)
+        since = state.disabled_at or utc_now()
+        return state, [self.revoke_key(k.key_id, at=since) for k in self.keys(owner.name)
+                       if k.revoked_at is None or k.revoked_at > since]
 
 
 def load_trust_root(raw: bytes) -> TrustSet:

@@ -17,7 +17,7 @@ import click
 
 from writ.engine.cli.common import writ_command
 from writ.engine.core import reasons
-from writ.engine.core.errors import InputError
+from writ.engine.core.errors import ConfigError, InputError
 from writ.engine.core.settings import Settings
 
 
@@ -51,6 +51,7 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     from writ.engine.core.db import open_database
     from writ.engine.gateway.exposure import load_safe_config
     from writ.engine.gateway.governance import resolve_principal
+    from writ.engine.gateway.results import audit_or_log
     from writ.engine.gateway.server import Gateway
     from writ.engine.policy.pdp import DecisionPoint, make_engine
     from writ.engine.wiring.services import find_signing_key, wire_services
@@ -66,6 +67,11 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
         try:
             stores = wire_services(settings, store, engine=pdp.engine, audit=audit)
             who = resolve_principal(stores.trust, principal)
+            state = stores.trust.principal_state(who.name)  # locked: it starts, and refuses every call
+            if state.disabled:
+                audit_or_log(audit, "start_refused", {"principal": who.name, "code": reasons.PRINCIPAL_DISABLED})
+                raise ConfigError(f"principal {who.name!r} is disabled: its gateway does not start",
+                                  code=reasons.PRINCIPAL_DISABLED)
             if key_file is not None:  # refused now, not at the first proposal: one line, nothing started
                 if who.role != "planner":
                     raise InputError(f"--key is the key a planner signs plans with; {who.name!r} has role {who.role}, "

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "audit": "writ.engine.cli.audit:audit",
     "demo": "writ.engine.cli.demo:demo",
     "principals": "writ.engine.cli.principals:principals",
+    "sessions": "writ.engine.cli.sessions:sessions",
     "keys": "writ.engine.cli.keys:keys",
     "trust": "writ.engine.cli.keys:trust",
     "plan": "writ.engine.cli.plan:plan",

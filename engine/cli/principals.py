@@ -3,6 +3,12 @@
     $ writ principals add plan-bot --role planner
     added principal plan-bot (planner); groups: none (add one with `writ groups add GROUP plan-bot`)
     $ writ principals list --json | jq '.[].name'
+    $ writ principals unlock exec-bot --reason "reviewed: the issue text told it to delete files"
+    $ writ principals disable exec-bot --reason "credentials leaked"
+
+A principal is locked when one of its sessions violates policy (``lock_session``): every session
+of it, in every gateway process, is refused (``principal_locked``) until an operator unlocks it.
+A disabled principal's tokens, keys and gateways stop working for good.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import get_args
 import click
 
 from writ.engine.cli.common import writ_command
-from writ.engine.cli.support import JSON_OPTION, echo_json, services, table
+from writ.engine.cli.support import JSON_OPTION, echo_json, services, shown_time, table
 from writ.engine.core.timeutil import utc_now
 from writ.plans.trust import Role
 
@@ -21,12 +27,13 @@ ROLES: tuple[str, ...] = get_args(Role)
 
 @click.group("principals")
 def principals() -> None:
-    """Add and list principals: people and agents, each with exactly one role.
+    """Add and list principals (people and agents, each with exactly one role); unlock or disable one.
 
     \b
     Example:
       writ principals add alice --role approver
       writ principals list
+      writ principals unlock exec-bot --reason "reviewed the session"
     """
 
 
@@ -78,3 +85,48 @@ def principals_list(as_json: bool) -> None:
     rows += [(p.name, p.role, ",".join(p.groups) or "-", f"{counts[p.name][0]} valid / {counts[p.name][1]}")
              for p in people]
     table(rows)
+
+
+REASON_OPTION = click.option("--reason", required=True, metavar="TEXT", help="Why: it goes to the audit log.")
+
+
+@principals.command("unlock")
+@click.argument("name")
+@REASON_OPTION
+@writ_command
+def principals_unlock(name: str, reason: str) -> None:
+    """Lift the lock on principal NAME after reviewing what its session did (audited, with --reason).
+
+    A principal is locked when one of its sessions violates policy; every session of it is refused
+    until it is unlocked. A session that was locked itself stays locked: the agent starts a new one.
+
+    \b
+    Example:
+      writ sessions list
+      writ principals unlock exec-bot --reason "reviewed: the issue text told it to delete files"
+    """
+    with services() as w:
+        lifted = w.trust.unlock_principal(name, reason=reason)
+    why = ", ".join(lifted.lock_reasons) or "a policy violation"
+    click.echo(f"unlocked {lifted.principal} (locked since {shown_time(lifted.locked_at)} after {why} "
+               f"in session {lifted.lock_session or '?'})")
+
+
+@principals.command("disable")
+@click.argument("name")
+@REASON_OPTION
+@writ_command
+def principals_disable(name: str, reason: str) -> None:
+    """Disable principal NAME for good: its tokens stop at once, its keys are revoked, its gateway refuses to start.
+
+    Keys are revoked from the disable time on: what they signed before still verifies, nothing
+    after. There is no enable: add a new principal (and new keys) instead. Audited, with --reason.
+
+    \b
+    Example:
+      writ principals disable exec-bot --reason "its host was compromised"
+    """
+    with services() as w:
+        state, revoked = w.trust.disable_principal(name, reason=reason)
+    click.echo(f"disabled {state.principal} since {shown_time(state.disabled_at)}; "
+               f"{len(revoked)} key(s) revoked from then on")

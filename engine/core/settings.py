@@ -62,6 +62,7 @@ class Limits(BaseModel):
     policy_reload_interval_s: float = Field(
         2.0, ge=0, description="How often the embedded engine looks for changed policy files (0: every decision)."
     )
+    api_decisions_per_minute: int = Field(600, gt=0, description="POST /v1/decisions per token a minute (then 429).")
     plans: PlanLimits = Field(default_factory=PlanLimits, description="Bounds on signed plans and approvals.")
 
 

@@ -6,7 +6,8 @@
 Every request carries ``Authorization: Bearer <token>`` (``writ tokens new``): no token, an unknown
 or a revoked one is 401; an ``Origin`` that is not local (when bound to loopback) is 403. The token
 names the principal; an MCP session belongs to the principal that opened it (another token on
-that session is 403). Each MCP session gets its own ``Gateway`` (its principal, its session lock,
+that session is 403); a disabled principal's token is 403 (``principal_disabled``), at once. A
+locked principal's sessions are refused call by call (``principal_locked``, see ``sessions``). Each MCP session gets its own ``Gateway`` (its principal, its session lock,
 its bound plan); the upstream servers are started once and shared by all sessions. A session ends
 when the client deletes it or after ``gateway.session_idle_timeout_s`` without a request; either
 way it is forgotten and a ``session_ended`` audit entry written. The agent's
@@ -23,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import mcp_types as types
@@ -40,6 +40,7 @@ from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
 from writ.engine.gateway.config import GatewayConfig
 from writ.engine.gateway.governance import resolve_principal
+from writ.engine.gateway.origins import LOCAL_HOSTS, bearer_token, local_origin
 from writ.engine.gateway.results import audit_or_log
 from writ.engine.gateway.server import Gateway, build_server
 from writ.engine.gateway.tokens import TokenStore
@@ -49,7 +50,6 @@ from writ.engine.wiring.services import Services
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 SESSION_HEADER = "mcp-session-id"
 PRINCIPAL_KEY = "writ_principal"
 
@@ -73,6 +73,7 @@ class HttpGateway:
         self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed, audit=self._audit)
         self.sessions: dict[str, Gateway] = {}  # MCP session id -> its gateway
         self._owners: dict[str, str] = {}  # MCP session id -> the principal that opened it
+        self._reported: set[str] = set()  # tokens of disabled principals already refused in the audit log
         self.server = build_server(self._gateway)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
@@ -109,19 +110,27 @@ class HttpGateway:
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        if origin is not None and self.local and not _local_origin(origin):
+        if origin is not None and self.local and not local_origin(origin):
             return await _refuse(send, 403, reasons.ORIGIN_FORBIDDEN, "requests from another origin are refused")
-        scheme, _, token = (headers.get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(headers.get("authorization"))
+        if token is None:
             return await _refuse(send, 401, reasons.TOKEN_MISSING,
                                  "send Authorization: Bearer <token> (writ tokens new --principal NAME)")
         try:
-            principal = await run_in_threadpool(self.tokens.principal_of, token.strip())
+            holder = await run_in_threadpool(self.tokens.holder, token)
         except WritError as e:
             log.error("token lookup failed: %s", e.message)
             return await _refuse(send, 503, e.code, "the token could not be checked")
-        if principal is None:
+        if holder is None:
             return await _refuse(send, 401, reasons.TOKEN_INVALID, "the token is unknown or revoked")
+        principal = holder.principal
+        if holder.disabled:
+            if holder.token_id not in self._reported:  # once per token and process: no log flood from a dead token
+                self._reported.add(holder.token_id)
+                self._audit("http_refused", {"path": "/mcp", "principal": principal, "token_id": holder.token_id,
+                                             "code": reasons.PRINCIPAL_DISABLED, "status": 403})
+            return await _refuse(send, 403, reasons.PRINCIPAL_DISABLED,
+                                 f"principal {principal!r} is disabled: its tokens no longer work")
         session_id = headers.get(SESSION_HEADER)
         owner = self._owners.get(session_id) if session_id else None
         if owner is not None and owner != principal:
@@ -174,8 +183,9 @@ class HttpGateway:
             except WritError as e:
                 raise MCPError(types.INVALID_REQUEST, f"{e.code}: {e.message}") from None
             gateway = Gateway(self.pdp, self.config, who, self.stores, key_file=self.key_file,
-                              upstreams=self.upstreams, session_id=f"s-{uuid.uuid4().hex}")
+                              upstreams=self.upstreams, session_id=f"s-{uuid.uuid4().hex}", transport="http")
             self.sessions[key] = gateway
+            gateway.guard.started()
             self._audit("session_started", {"session_id": gateway.session.id, "transport": "http",
                                             "principal": who.name, "role": who.role, "groups": list(who.groups)})
         elif gateway.principal.name != principal:
@@ -207,14 +217,6 @@ class _SessionManager(StreamableHTTPSessionManager):
                 await self._on_discard(session_id)
             except Exception:
                 log.exception("ending session %s failed", session_id)
-
-
-def _local_origin(origin: str) -> bool:
-    try:
-        parts = urlsplit(origin)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and parts.hostname in LOCAL_HOSTS
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:

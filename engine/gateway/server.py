@@ -38,10 +38,21 @@ from writ.engine.gateway.governance import Governance
 from writ.engine.gateway.listing import UpstreamTool
 from writ.engine.gateway.passthrough import PassThrough
 from writ.engine.gateway.results import META, Failed, audit_or_log, listable
+from writ.engine.gateway.sessions import PrincipalGuard, Transport
 from writ.engine.gateway.steps import BoundPlan, SessionBinding
 from writ.engine.gateway.upstream import UpstreamManager
-from writ.engine.policy.models import Decision, Method, PlanContext, PolicyInput, Session, Tool, ToolAnnotations
-from writ.engine.policy.pdp import DecisionPoint
+from writ.engine.policy.base import new_decision_id
+from writ.engine.policy.models import (
+    Decision,
+    Method,
+    PlanContext,
+    PolicyInput,
+    Reason,
+    Session,
+    Tool,
+    ToolAnnotations,
+)
+from writ.engine.policy.pdp import DecisionPoint, audit_payload
 from writ.engine.wiring.services import Services
 
 log = logging.getLogger(__name__)
@@ -109,6 +120,9 @@ def build_server(gateway_of: Callable[[ServerRequestContext[Any, Any]], Gateway]
 class SessionState:
     """One client session of the gateway. ``locked`` is set when a decision obliges it, and stays set.
 
+    The lock also goes to the database as a lock of the principal (``sessions.PrincipalGuard``):
+    every other session of that principal, in any process, is refused until an operator unlocks it.
+
         gateway.session.id, gateway.session.locked, gateway.session.plan    # 's-1f0c...', False, None
     """
 
@@ -135,7 +149,7 @@ class Gateway:
 
     def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: Services,
                  *, session_id: str | None = None, key_file: Path | None = None,
-                 upstreams: UpstreamManager | None = None) -> None:
+                 upstreams: UpstreamManager | None = None, transport: Transport = "stdio") -> None:
         self.pdp = pdp
         self.principal = principal
         self.stores = stores
@@ -143,6 +157,7 @@ class Gateway:
         self.upstreams = upstreams or UpstreamManager(config, on_tools_changed=self.tools_changed,
                                                       audit=self.audit)
         self.session = SessionState(session_id or f"s-{uuid.uuid4().hex}")
+        self.guard = PrincipalGuard(stores, principal, session_id=self.session.id, transport=transport)
         self.governance = Governance(
             stores, principal, self.upstreams, relist=self.refresh_tools, is_write=self.is_write, audit=self.audit,
             session_id=self.session.id, binding=self.session.binding, key_file=key_file,
@@ -163,6 +178,7 @@ class Gateway:
         """Start the upstreams, serve MCP on stdin/stdout until the client leaves, stop the upstreams."""
         async with anyio.create_task_group() as tg:
             await self.upstreams.start(tg)
+            self.guard.started()
             self.audit("gateway_started", {
                 "session_id": self.session.id,
                 "principal": self.principal.name, "role": self.principal.role, "groups": list(self.principal.groups),
@@ -181,6 +197,7 @@ class Gateway:
         Returns the resource subscriptions nobody holds any more (the caller unsubscribes upstream).
         """
         orphaned = self.upstreams.router.detach(self)
+        self.guard.ended()
         bound = self.session.plan
         if bound is not None:
             try:
@@ -233,18 +250,32 @@ class Gateway:
         return Session(id=self.session.id, locked=self.session.locked)
 
     def decide(self, build: Callable[[], PolicyInput], what: str) -> Decision | None:
-        """Decide (and log) the input ``build`` makes; lock the session if the decision says so.
+        """Decide (and log) the input ``build`` makes; lock the session and its principal if the decision says so.
 
-        None when no input could be built (the caller denies with ``refuse_input``).
+        A principal locked (by any of its sessions) or disabled is denied before policy is asked
+        (``principal_locked``, ``principal_disabled``); this session, once locked, gets the policy's
+        ``session_locked``. None when no input could be built (the caller denies with ``refuse_input``).
         """
         try:
             inp = build()
         except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
             log.warning("cannot build the policy input for %s: %s", what, e)
             return None
+        refused = None if self.session.locked else self.guard.refusal()
+        if refused is not None:
+            return self._refused(inp, *refused)
         decision = self.pdp.decide(inp)
         if decision.has_obligation(reasons.LOCK_SESSION):
             self.session.locked = True
+            self.guard.lock(decision)
+        return decision
+
+    def _refused(self, inp: PolicyInput, code: str, message: str) -> Decision:
+        """A deny the gateway gives without asking policy, logged with its input like any decision."""
+        engine = self.pdp.engine
+        decision = Decision(decision_id=new_decision_id(), allow=False, reasons=[Reason(code=code, message=message)],
+                            obligations=[], policy_revision=engine.revision, engine=engine.name, duration_us=0)
+        self.audit("decision", audit_payload(decision, inp))
         return decision
 
     def bound_context(self) -> PlanContext | None:

@@ -3,6 +3,7 @@
     tokens = TokenStore(store)
     record, secret = tokens.issue("plan-bot")     # the secret is shown once; only its sha256 is stored
     tokens.principal_of(secret)                   # "plan-bot"; None if unknown or revoked
+    tokens.holder(secret)                         # TokenHolder(principal, role, token_id, ...): one query
     tokens.revoke(record.id)
 """
 
@@ -20,7 +21,7 @@ from sqlmodel import col, select
 from writ.engine.core import reasons
 from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import ConflictError, NotFoundError, StoreError
-from writ.engine.core.tables import GatewayTokenRow, PrincipalRow
+from writ.engine.core.tables import GatewayTokenRow, PrincipalRow, PrincipalStatusRow
 from writ.engine.core.timeutil import db_time, utc_now
 
 PREFIX = "writ_"
@@ -42,6 +43,20 @@ class TokenRecord:
     principal: str
     created_at: str
     revoked_at: str | None
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Who a live token acts for: its principal, that principal's role, the token's id, whether it is locked or disabled.
+
+        TokenHolder(principal="audit-bot", role="auditor", token_id="tok-3f2a9c1b0d4e", locked=False, disabled=False)
+    """
+
+    principal: str
+    role: str
+    token_id: str
+    locked: bool
+    disabled: bool
 
 
 def _record(row: GatewayTokenRow) -> TokenRecord:
@@ -117,3 +132,22 @@ class TokenStore:
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_sha256, wanted):
             return None
         return row.principal
+
+    def holder(self, token: str) -> TokenHolder | None:
+        """Who a live token acts for, its role, whether it is locked or disabled (one query); None: unknown or revoked."""
+        wanted = token_digest(token)
+        query = (select(GatewayTokenRow, PrincipalRow.role, PrincipalStatusRow.locked_at, PrincipalStatusRow.disabled_at)
+                 .join(PrincipalRow, col(PrincipalRow.name) == col(GatewayTokenRow.principal))
+                 .outerjoin(PrincipalStatusRow, col(PrincipalStatusRow.principal) == col(GatewayTokenRow.principal))
+                 .where(col(GatewayTokenRow.token_sha256) == wanted))
+        try:
+            with self._store.session() as session:
+                found = session.exec(query).first()
+        except SQLAlchemyError as e:
+            raise self._fail("look up a token", e) from e
+        if found is None:
+            return None
+        row, role, locked_at, disabled_at = found
+        if row.revoked_at is not None or not hmac.compare_digest(row.token_sha256, wanted):
+            return None
+        return TokenHolder(row.principal, role, row.id, locked_at is not None, disabled_at is not None)

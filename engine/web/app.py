@@ -5,87 +5,50 @@
 
 Endpoints:
 
-- ``POST /v1/decisions``: body = a policy input document; answer = the ``Decision``, already in
-  the audit log. Malformed, oversized or too deep input is a logged deny, not a 500.
+- ``POST /v1/decisions``: body = a policy input document, for an ``auditor`` or ``admin`` with a
+  bearer token, JSON only, rate-limited; answer = the ``Decision``, already in the audit log as
+  an ``api_decision`` with its caller (``?dry_run=1``: not logged). See ``writ.engine.web.decisions``.
 - ``GET /v1/policy``: the policy revision in force, the engine, and the last reload error.
 - ``GET /v1/bundle``: the policy set as an OPA bundle (ETag = revision) for OPA sidecars to pull.
-- ``GET /healthz``.
+- ``GET /healthz`` (the process answers) and ``GET /readyz`` (the engine decides, the database
+  takes entries: ``writ.engine.web.ready``).
 - ``/mcp`` (with ``writ serve --config``): the MCP gateway over streamable HTTP, bearer tokens per
   principal (``writ.engine.gateway.http``).
 
 What a route needs comes from ``app.state`` (set once by ``create_app``) through ``Annotated``
-dependencies: ``PdpDep`` (the decision point), ``SettingsDep``. Errors have one JSON shape:
-``{"error": {"code": "...", "message": "..."}}``.
+dependencies (``writ.engine.web.deps``): ``PdpDep`` (the decision point), ``SettingsDep``,
+``StoreDep``. Errors have one JSON shape: ``{"error": {"code": "...", "message": "..."}}``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Route
 
 from writ.engine.core import reasons
-from writ.engine.core.bounds import check_size
-from writ.engine.core.errors import InputError, WritError
+from writ.engine.core.db import Database, open_database
+from writ.engine.core.errors import WritError
 from writ.engine.core.settings import Settings
+from writ.engine.gateway.origins import LOCAL_HOSTS
+from writ.engine.gateway.tokens import TokenStore
 from writ.engine.policy.bundle import bundle_bytes
 from writ.engine.policy.embedded import EmbeddedEngine
 from writ.engine.policy.pdp import DecisionPoint
+from writ.engine.web import decisions, ready
+from writ.engine.web.deps import PdpDep, StoreDep, error_response
 
 if TYPE_CHECKING:
     from writ.engine.gateway.http import HttpGateway
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    """Writ's one JSON error shape."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def _pdp(request: Request) -> DecisionPoint:
-    pdp: DecisionPoint = request.app.state.pdp
-    return pdp
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-PdpDep = Annotated[DecisionPoint, Depends(_pdp)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
+__all__ = ["PdpDep", "StoreDep", "create_app", "error_response", "router"]
 
 router = APIRouter()
-
-
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.post("/v1/decisions")
-async def decide(request: Request, pdp: PdpDep, settings: SettingsDep) -> Response:
-    """Decide one policy input; a body too large or not JSON is a logged deny with its reason."""
-    declared = request.headers.get("content-length")
-    body = b""
-    try:
-        if declared is not None and declared.isdigit():
-            check_size(int(declared), settings.limits)
-        async for chunk in request.stream():
-            body += chunk
-            check_size(len(body), settings.limits)
-        # Off the event loop: the audit append may wait on a database lock.
-        decision = await run_in_threadpool(pdp.decide_json, body)
-    except InputError as e:
-        decision = await run_in_threadpool(pdp.refuse_input, e)
-    return Response(decision.model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/policy")
@@ -127,26 +90,41 @@ async def writ_error(_: Request, exc: Exception) -> JSONResponse:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs the MCP gateway's session manager while the app serves, when there is a gateway."""
     gateway: HttpGateway | None = app.state.gateway
-    if gateway is None:
-        yield
-        return
-    async with gateway.lifespan():
-        yield
+    try:
+        if gateway is None:
+            yield
+            return
+        async with gateway.lifespan():
+            yield
+    finally:
+        if app.state.own_store:
+            app.state.store.close()
 
 
 def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoint | None = None,
-               gateway: HttpGateway | None = None) -> FastAPI:
-    """The API for ``settings``; with ``gateway``, also the MCP gateway at ``/mcp``."""
+               gateway: HttpGateway | None = None, store: Database | None = None) -> FastAPI:
+    """The API for ``settings``; with ``gateway``, also the MCP gateway at ``/mcp``.
+
+    ``store`` is the data directory's database (tokens, readiness): the gateway's when there is
+    one, else opened here (``store_missing`` if ``writ init`` never ran) and closed with the app.
+    """
     app = FastAPI(title="Writ", version="0.1.0", description="Policy decisions for AI agents' tool calls.",
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.pdp = pdp or DecisionPoint.from_settings(settings)
     app.state.gateway = gateway
+    app.state.own_store = store is None and gateway is None
+    app.state.store = store or (gateway.stores.store if gateway is not None else open_database(settings, create=False))
+    app.state.tokens = TokenStore(app.state.store)
+    app.state.limiter = decisions.RateLimiter(settings.limits.api_decisions_per_minute)
+    app.state.local = host in LOCAL_HOSTS
     if host in LOCAL_HOSTS:
         # Bound to loopback: refuse other Host headers, so a web page cannot reach us by DNS rebinding.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "testserver"])
     app.add_exception_handler(WritError, writ_error)
     app.include_router(router)
+    app.include_router(decisions.router)
+    app.include_router(ready.router)
     if gateway is not None:
         app.router.routes.append(Route("/mcp", endpoint=gateway))  # an ASGI app: it answers every method
     return app
