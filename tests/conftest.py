@@ -21,6 +21,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("WRIT_") and name != "WRIT_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("WRIT_HOME", str(tmp_path / "writ-home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # approvers' own key directory
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     if verbose:
         logging.getLogger("writ").setLevel(logging.INFO)
     settings: Settings = click.get_current_context().obj
-    config = load_safe_config(config_path, settings)
+    config = load_safe_config(config_path, settings, key_files=[key_file] if key_file is not None else [])
     with open_database(settings) as store:
         audit = AuditLog(store)
         pdp = DecisionPoint(make_engine(settings), audit)

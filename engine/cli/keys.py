@@ -1,6 +1,7 @@
 """``writ keys`` and ``writ trust``: the Ed25519 keys of principals, and the trust root auditors verify against.
 
-    $ writ keys new --principal alice               # private key to .writ/keys/alice-<id>.pem (0600)
+    $ writ keys new --principal plan-bot            # private key to .writ/keys/plan-bot-<id>.pem (0600)
+    $ writ keys new --principal alice               # an approver's: ~/.config/writ/keys/alice-<id>.pem
     $ writ keys list --json | jq '.[] | select(.status == "valid") | .key_id'
     $ writ keys revoke 3f2a9c0d41be --at 2026-11-20T00:00:00Z
     $ writ trust export -o trust-root.json          # for `writ plan verify FILE --trust trust-root.json`
@@ -15,6 +16,9 @@ import click
 
 from writ.engine.cli.common import writ_command
 from writ.engine.cli.support import JSON_OPTION, echo_json, services, shown_time, table, write_new
+from writ.engine.core import reasons
+from writ.engine.core.errors import ConfigError
+from writ.engine.core.settings import Settings
 from writ.engine.core.timeutil import parse_iso, utc_now
 from writ.plans.keys import PrivateKey, short_key_id
 
@@ -33,25 +37,33 @@ def keys() -> None:
 @keys.command("new")
 @click.option("--principal", required=True, help="Whose key; it takes the principal's role.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Where to write the private key (default: <data dir>/keys/<principal>-<key id>.pem).")
+              help="Where to write the private key. Default for an approver: its own key directory, "
+              "$XDG_CONFIG_HOME/writ/keys/ (else ~/.config/writ/keys/), never the data directory; for any other "
+              "role: <data dir>/keys/, where the gateway finds it. The file is <principal>-<key id>.pem.")
 @writ_command
 def keys_new(principal: str, out: Path | None) -> None:
     """Generate an Ed25519 key for a principal: trust its public key, write the private key (mode 0600).
 
     The private key is never printed and never overwrites a file. Keep it where agents
-    cannot read it.
+    cannot read it. An approver's key stays with the approver: by default in its own key
+    directory (mode 0700), and never inside the data directory, which the gateway serves
+    from (refused: key_file_insecure). Planners' and executors' keys go to <data dir>/keys/,
+    where `writ mcp` finds them.
 
     \b
     Example:
-      writ keys new --principal alice
+      writ keys new --principal alice               # ~/.config/writ/keys/alice-<id>.pem
+      writ keys new --principal plan-bot            # <data dir>/keys/plan-bot-<id>.pem
       writ keys new --principal plan-bot --out plan-bot.pem
     """
-    from writ.engine.wiring.services import key_file_name, keys_dir
+    from writ.engine.wiring.services import key_file_name
 
     with services() as w:
         who = w.trust.principal(principal)
         key = PrivateKey.generate()
-        path = out if out is not None else keys_dir(w.settings) / key_file_name(who.name, key.key_id)
+        path = out if out is not None else key_dir_for(who.role, w.settings) / key_file_name(who.name, key.key_id)
+        if who.role == "approver":
+            refuse_in_data_dir(path, w.settings)
         key.save(path)
         try:
             w.trust.add_key(who.name, key.public_key)
@@ -60,6 +72,27 @@ def keys_new(principal: str, out: Path | None) -> None:
             raise
     click.echo(f"key {key.key_id} for {who.name} ({who.role})")
     click.echo(f"private key written to {path} (mode 0600)")
+    if who.role == "approver":
+        click.echo(f"an approver's key stays with the approver, outside the data directory: sign with "
+                   f"`writ approve PLAN --key {path}`")
+
+
+def key_dir_for(role: str, settings: Settings) -> Path:
+    """Where ``writ keys new`` puts a key of ``role`` by default (created, mode 0700)."""
+    from writ.engine.gateway.exposure import approver_keys_dir, private_dir
+    from writ.engine.wiring.services import keys_dir
+
+    return private_dir(approver_keys_dir()) if role == "approver" else keys_dir(settings)
+
+
+def refuse_in_data_dir(path: Path, settings: Settings) -> None:
+    """``ConfigError`` ``key_file_insecure`` when an approver's key file would lie in the data directory."""
+    from writ.engine.gateway.exposure import inside
+
+    if inside(path.expanduser().absolute(), settings.home):
+        raise ConfigError(f"{path} is inside the data directory {settings.home}: an approver's key does not belong "
+                          "where the gateway and its upstreams run; leave out --out (your own key directory) or "
+                          "write it elsewhere", code=reasons.KEY_FILE_INSECURE)
 
 
 @keys.command("list")

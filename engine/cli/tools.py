@@ -79,7 +79,8 @@ def policy_tool(entry: UpstreamTool) -> Tool:
         read_only=hints.read_only_hint, destructive=hints.destructive_hint,
         idempotent=hints.idempotent_hint, open_world=hints.open_world_hint,
     ) if hints else ToolAnnotations()
-    return Tool(server=entry.server, name=entry.tool.name, annotations=annotations, definition_digest=entry.digest)
+    return Tool(server=entry.server, name=entry.tool.name, annotations=annotations, definition_digest=entry.digest,
+                annotations_trusted=entry.annotations_trusted)
 
 
 def tools_data(policy: PolicyEvaluator) -> Mapping[str, Any]:

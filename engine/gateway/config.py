@@ -9,8 +9,14 @@ A file looks like this (``examples/writ.toml`` has a complete one)::
     [upstreams.git]              # its tools are exposed as git__<tool>
     command = "python"
     args = ["-m", "mcp_server_git", "--repository", "/srv/repo"]
+    trust_annotations = true     # optional: its readOnlyHint may make a tool policy data omits a read
     [upstreams.remote]
     url = "http://127.0.0.1:9000/mcp"
+
+Upstream names are checked here (``writ.engine.gateway.names``): a name that could be read as
+another server's in an exposed ``<server>__<tool>`` name is refused (``server_name_ambiguous``).
+``trust_annotations`` binds trust in an upstream's annotations to this entry, the operator's
+own command line or URL for it, never to the name alone (ADR 0013).
 
 Who the gateway acts for is not configured here: ``writ mcp --principal NAME`` takes the
 principal and its role from the trust store (``writ principals add``), and its groups from
@@ -22,7 +28,6 @@ Relative ``cwd`` values are taken from the file's directory, and a stdio upstrea
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,25 +37,20 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from writ.engine.core.errors import ConfigError
+from writ.engine.gateway.names import RESERVED_SERVERS as RESERVED_SERVERS
+from writ.engine.gateway.names import SEPARATOR as SEPARATOR
+from writ.engine.gateway.names import server_name_problem
 from writ.plans.trust import Role
-
-# Exposed tool names are "<server>__<tool>"; a server name never contains the separator,
-# so the first "__" splits a name unambiguously.
-SEPARATOR = "__"
-# "writ" is the server of Writ's governance tools: policy gives its tools classes (plan,
-# execute) that an upstream must never be able to claim by choosing that name.
-RESERVED_SERVERS = frozenset({"writ"})
-_SERVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 class GatewayConfigError(ConfigError):
     """``writ.toml`` is unreadable or wrong; ``file`` and ``key`` (dotted, e.g. ``upstreams.git.args``) say where."""
 
-    def __init__(self, file: Path, key: str | None, problem: str) -> None:
+    def __init__(self, file: Path, key: str | None, problem: str, *, code: str | None = None) -> None:
         self.file = file
         self.key = key
         where = f"{file}: {key}" if key else str(file)
-        super().__init__(f"{where}: {problem}")
+        super().__init__(f"{where}: {problem}", code=code)
 
 
 class _Strict(BaseModel):
@@ -78,6 +78,8 @@ class UpstreamConfig(_Strict):
     url: str | None = Field(None, pattern=r"^https?://")
     call_timeout_s: float | None = Field(None, gt=0, description="Overrides gateway.call_timeout_s.")
     max_restarts: int | None = Field(None, ge=0, description="Overrides gateway.max_restarts.")
+    trust_annotations: bool = Field(False, strict=True, description="Let this upstream's readOnlyHint make a tool "
+                                    "that policy data does not classify a read (ADR 0013); else such a tool is a write.")
 
     @model_validator(mode="after")
     def _one_transport(self) -> UpstreamConfig:
@@ -89,10 +91,9 @@ class UpstreamConfig(_Strict):
 
 
 def _server_name(name: str) -> str:
-    if not re.match(_SERVER_NAME, name) or SEPARATOR in name:
-        raise ValueError(f"upstream name {name!r}: use letters, digits, '-' and '_' (not '__'), 64 at most")
-    if name in RESERVED_SERVERS:
-        raise ValueError(f"upstream name {name!r} is reserved for Writ's own governance tools")
+    problem = server_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem[1])
     return name
 
 
@@ -109,6 +110,15 @@ class GatewayConfig(_Strict):
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
     upstreams: dict[ServerName, UpstreamConfig] = Field(min_length=1)
     source: Path | None = Field(None, exclude=True, description="The file this came from.")
+
+    @model_validator(mode="after")
+    def _names_apart(self) -> GatewayConfig:
+        names = list(self.upstreams)
+        for i, name in enumerate(names):
+            problem = server_name_problem(name, names[:i])
+            if problem is not None:
+                raise ValueError(problem[1])
+        return self
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,7 @@ def load_config(path: Path) -> GatewayConfig:
     if "principals" in raw:
         raise GatewayConfigError(path, "principals", "no longer read here: principals and their roles live in the "
                                  "trust store (writ principals add NAME --role ROLE); remove this section")
+    _check_server_names(path, raw.get("upstreams"))
     try:
         config = GatewayConfig.model_validate(raw)
     except pydantic.ValidationError as e:
@@ -149,6 +160,18 @@ def load_config(path: Path) -> GatewayConfig:
         for name, up in config.upstreams.items()
     }
     return config.model_copy(update={"upstreams": upstreams, "source": path})
+
+
+def _check_server_names(path: Path, upstreams: Any) -> None:
+    """Refuse a server name an exposed ``<server>__<tool>`` could be misread with, before anything else."""
+    if not isinstance(upstreams, dict):
+        return  # the model says what is wrong with it
+    names = list(upstreams)
+    for i, name in enumerate(names):
+        problem = server_name_problem(name, names[:i])  # of two look-alikes, the later one is named
+        if problem is not None:
+            code, why = problem
+            raise GatewayConfigError(path, f"upstreams.{name}", why, code=code)
 
 
 def _message(err: Any) -> str:

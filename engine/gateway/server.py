@@ -234,7 +234,8 @@ class Gateway:
             read_only=hints.read_only_hint, destructive=hints.destructive_hint,
             idempotent=hints.idempotent_hint, open_world=hints.open_world_hint,
         ) if hints else ToolAnnotations()
-        tool = Tool(server=entry.server, name=entry.tool.name, annotations=annotations, definition_digest=entry.digest)
+        tool = Tool(server=entry.server, name=entry.tool.name, annotations=annotations, definition_digest=entry.digest,
+                    annotations_trusted=entry.annotations_trusted)
         return self.policy_input("tools/call", tool, args, session, plan)
 
     def policy_input(self, method: Method, tool: Tool, args: dict[str, Any], session: Session,

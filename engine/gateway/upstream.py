@@ -42,9 +42,9 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import SessionMessage
 
 from writ.engine.core import reasons
-from writ.engine.core.errors import InputError, WritError
+from writ.engine.core.errors import WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
-from writ.engine.gateway.listing import UpstreamTool, all_pages, definition_digest
+from writ.engine.gateway.listing import UpstreamTool, all_pages, exposable
 from writ.engine.gateway.routing import Relay, Router, SamplingResult
 
 # Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
@@ -305,12 +305,9 @@ class Upstream:
 
     async def _list_tools(self, session: ClientSession) -> bool:
         """Replace ``tools`` with the upstream's current list (every page); True if any definition changed."""
-        listed: dict[str, UpstreamTool] = {}
-        for tool in await all_pages(lambda params: session.list_tools(params=params), lambda page: page.tools):
-            try:
-                listed[tool.name] = UpstreamTool(self.name, tool, definition_digest(tool))
-            except InputError as e:  # a tool no plan could pin is not exposed at all
-                log.warning("upstream %s: not exposing tool %r: %s", self.name, tool.name, e.message)
+        tools = await all_pages(lambda params: session.list_tools(params=params), lambda page: page.tools)
+        listed = exposable(self.name, tools, trust_annotations=self.config.trust_annotations,
+                           audit=getattr(self.relay, "audit", None), previous=self.tools)
         changed = {n: t.digest for n, t in listed.items()} != {n: t.digest for n, t in self.tools.items()}
         self.tools = listed
         return changed

@@ -82,6 +82,11 @@ class Tool(_Strict):
         description="sha256: of the canonical tool definition (name, description, input schema, annotations); "
         "null for other methods.",
     )
+    annotations_trusted: bool = Field(
+        False,
+        description="True only when the operator's writ.toml entry of this exact upstream sets trust_annotations "
+        "(set by the gateway, never by the upstream): only then may readOnlyHint make a tool a read (ADR 0013).",
+    )
 
 
 class Session(_Strict):

@@ -7,8 +7,10 @@
 #
 # Input (built and validated by the gateway):
 #   principal, role, groups, session {id, locked}, method (absent or null: "tools/call"),
-#   tool {server, name, definition_digest, annotations}, args, plan (null or {id, state,
-#   planner, expires_at, step_matches, step_index}), now.
+#   tool {server, name, definition_digest, annotations, annotations_trusted}, args, plan
+#   (null or {id, state, planner, expires_at, step_matches, step_index}), now.
+# tool.annotations_trusted is the operator's word on this exact upstream (trust_annotations on
+# its writ.toml entry), set by the gateway: an upstream cannot choose it (ADR 0013).
 # For a method other than tools/call, tool.name is the resource URI, prompt name or method
 # (see docs/policies.md) and the request is a read.
 # Data: data.writ.tools (tool classification), data.writ.config (lock_session_on).
@@ -94,6 +96,12 @@ input_problems contains "tool.annotations must be an object or null" if {
 	not valid_annotations
 }
 
+input_problems contains "tool.annotations_trusted must be a boolean when present" if {
+	input_is_object
+	is_object(input.tool)
+	not annotations_trust_ok
+}
+
 input_problems contains "args must be an object" if {
 	input_is_object
 	not args_ok
@@ -153,6 +161,12 @@ valid_annotations if {
 
 valid_annotations if is_object(input.tool.annotations)
 
+# Absent means false (callers older than the field send none).
+annotations_trust_ok if {
+	is_object(input.tool)
+	is_boolean(object.get(input.tool, "annotations_trusted", false))
+}
+
 valid_plan if input.plan == null
 
 valid_plan if {
@@ -193,9 +207,13 @@ data_class := c if {
 	input.tool.server == "writ"
 }
 
-# Annotations are hints from the server: used only for servers marked as trusted.
+# Annotations are hints from the server: used only when the operator trusts this exact
+# upstream's (input.tool.annotations_trusted, from its writ.toml entry), never by its name, and
+# never for Writ's own server. An upstream that names itself after a server policy data knows
+# gains nothing: a tool policy data does not classify is a write.
 hinted_read if {
-	server_data.trust_annotations == true
+	input.tool.annotations_trusted == true
+	input.tool.server != "writ"
 	is_object(input.tool.annotations)
 	input.tool.annotations.readOnlyHint == true
 	not input.tool.annotations.destructiveHint == true

@@ -56,6 +56,9 @@ exec_write_plan(patch) := object.union(exec_write, {"plan": patch})
 
 with_annotations(i, ann) := object.union(object.remove(i, ["tool"]), {"tool": object.union(object.remove(i.tool, ["annotations"]), {"annotations": ann})})
 
+# `i` from an upstream whose writ.toml entry says trust_annotations = true (the gateway sets it).
+trusted(i) := object.union(i, {"tool": {"annotations_trusted": true}})
+
 decide(i) := d if {
 	d := authz.decision with input as i
 }
@@ -175,54 +178,79 @@ test_unknown_tool_is_write if {
 }
 
 test_trusted_read_only_hint_makes_unknown_tool_read if {
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true})) == "read"
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": false})) == "read"
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": null})) == "read"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true}))) == "read"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": false}))) == "read"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": null}))) == "read"
+	class_of(trusted(with_annotations(call("executor", "shell", "run"), {"readOnlyHint": true}))) == "read"
 }
 
 test_destructive_hint_overrides_read_only_hint if {
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": true})) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true, "destructiveHint": true}))) == "write"
 }
 
 test_missing_or_false_read_only_hint_is_write if {
-	class_of(with_annotations(call("executor", "git", "git_blame"), {})) == "write"
-	class_of(with_annotations(call("executor", "git", "git_blame"), null)) == "write"
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": false})) == "write"
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": null})) == "write"
-	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": "true"})) == "write"
-	class_of(object.union(call("executor", "git", "git_blame"), {"tool": {"annotations": null}})) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {}))) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), null))) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": false}))) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": null}))) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": "true"}))) == "write"
+	class_of(trusted(object.union(call("executor", "git", "git_blame"), {"tool": {"annotations": null}}))) == "write"
 }
 
-test_untrusted_server_hint_ignored if {
-	# fs is listed with trust_annotations false; unknown servers are never trusted.
+test_untrusted_upstream_hint_ignored if {
+	# Trust comes from the upstream's writ.toml entry (annotations_trusted), never from its name:
+	# an upstream configured as "git" that claims readOnlyHint gets a write. Writ's own server
+	# is never trusted.
+	class_of(with_annotations(call("executor", "git", "git_blame"), {"readOnlyHint": true})) == "write"
 	class_of(with_annotations(call("executor", "fs", "fs_new_tool"), {"readOnlyHint": true})) == "write"
 	class_of(with_annotations(call("executor", "shell", "run"), {"readOnlyHint": true, "destructiveHint": false})) == "write"
-	class_of(with_annotations(call("executor", "writ", "writ_plan_delete"), {"readOnlyHint": true})) == "write"
+	i := with_annotations(call("executor", "git", "write_file"), {"readOnlyHint": true})
+	class_of(object.union(i, {"tool": {"annotations_trusted": false}})) == "write"
+	class_of(trusted(with_annotations(call("executor", "writ", "writ_plan_delete"), {"readOnlyHint": true}))) == "write"
+}
+
+test_lying_upstream_named_git_planner_write_denied if {
+	i := with_annotations(call("planner", "git", "write_file"), {"readOnlyHint": true, "destructiveHint": false})
+	some r in decide(object.union(i, {"plan": null})).reasons
+	r.code == "planner_cannot_write"
+
+	# Trust in data by the server's name is no longer read.
+	class_of(i) == "write" with data.writ.tools as {"servers": {"git": {"trust_annotations": true, "tools": {}}}}
+}
+
+test_annotations_trusted_must_be_a_boolean if {
+	i := with_annotations(call("planner", "git", "git_blame"), {"readOnlyHint": true})
+	some p in authz.input_problems with input as object.union(i, {"tool": {"annotations_trusted": "yes"}})
+	p == "tool.annotations_trusted must be a boolean when present"
+	count(authz.input_problems) == 0 with input as object.union(i, {"tool": {"annotations_trusted": false}})
+	count(authz.input_problems) == 0 with input as i
+	not allowed(object.union(i, {"tool": {"annotations_trusted": null}}))
+	not allowed(object.union(i, {"tool": {"annotations_trusted": 1}}))
 }
 
 test_annotation_hint_overridden_by_data if {
 	# data says write, the (trusted) server claims read-only: write.
-	class_of(with_annotations(call("executor", "git", "git_commit"), {"readOnlyHint": true, "destructiveHint": false})) == "write"
+	class_of(trusted(with_annotations(call("executor", "git", "git_commit"), {"readOnlyHint": true, "destructiveHint": false}))) == "write"
 
 	# data says read, the server claims destructive: read.
-	class_of(with_annotations(call("executor", "git", "git_status"), {"readOnlyHint": false, "destructiveHint": true})) == "read"
+	class_of(trusted(with_annotations(call("executor", "git", "git_status"), {"readOnlyHint": false, "destructiveHint": true}))) == "read"
 }
 
 test_governance_class_honoured_only_on_writ_server if {
-	tools := {"servers": {"git": {"trust_annotations": true, "tools": {"git_plan": "plan", "git_run": "execute", "git_peek": "status"}}}}
+	tools := {"servers": {"git": {"tools": {"git_plan": "plan", "git_run": "execute", "git_peek": "status"}}}}
 	every name in ["git_plan", "git_run", "git_peek"] {
 		class_of(call("planner", "git", name)) == "write" with data.writ.tools as tools
 	}
 }
 
 test_unknown_class_in_data_is_write if {
-	tools := {"servers": {"git": {"trust_annotations": true, "tools": {"git_status": "reed"}}}}
+	tools := {"servers": {"git": {"tools": {"git_status": "reed"}}}}
 	i := with_annotations(call("executor", "git", "git_status"), {"readOnlyHint": true})
 	class_of(i) == "write" with data.writ.tools as tools
 }
 
 test_class_data_can_be_replaced if {
-	tools := {"servers": {"git": {"trust_annotations": false, "tools": {"git_commit": "read"}}}}
+	tools := {"servers": {"git": {"tools": {"git_commit": "read"}}}}
 	class_of(call("executor", "git", "git_commit")) == "read" with data.writ.tools as tools
 	class_of(call("executor", "git", "git_status")) == "write" with data.writ.tools as tools
 }
@@ -234,7 +262,7 @@ test_no_tool_data_means_everything_is_write if {
 }
 
 test_unknown_class_on_writ_server_is_write if {
-	tools := {"servers": {"writ": {"trust_annotations": true, "tools": {"writ_plan_propose": "admin", "writ_plan_status": "status"}}}}
+	tools := {"servers": {"writ": {"tools": {"writ_plan_propose": "admin", "writ_plan_status": "status"}}}}
 	i := with_annotations(call("planner", "writ", "writ_plan_propose"), {"readOnlyHint": true})
 	class_of(i) == "write" with data.writ.tools as tools
 	class_of(call("planner", "writ", "writ_plan_status")) == "status" with data.writ.tools as tools
@@ -242,9 +270,12 @@ test_unknown_class_on_writ_server_is_write if {
 
 test_malformed_tool_data_means_write if {
 	i := with_annotations(call("executor", "git", "git_status"), {"readOnlyHint": true})
-	class_of(i) == "write" with data.writ.tools as {"servers": {"git": {"trust_annotations": "yes", "tools": "all"}}}
+	class_of(i) == "write" with data.writ.tools as {"servers": {"git": {"tools": "all"}}}
 	class_of(i) == "write" with data.writ.tools as {"servers": "git"}
-	class_of(i) == "read" with data.writ.tools as {"servers": {"git": {"trust_annotations": true, "tools": []}}}
+	class_of(i) == "write" with data.writ.tools as {"servers": {"git": {"tools": []}}}
+
+	# Without an entry, only the operator's trust in the upstream's hint can make it a read.
+	class_of(trusted(i)) == "read" with data.writ.tools as {"servers": {"git": {"tools": []}}}
 }
 
 test_class_defined_for_garbage_input if {
@@ -355,8 +386,8 @@ test_tools_json_entry_does_not_classify_non_tool_methods if {
 	# A "write" entry under the resource URI (or a governance class under the prompt name)
 	# classifies tools/call only: the resources/read and prompts/get are still reads.
 	tools := {"servers": {
-		"fs": {"trust_annotations": false, "tools": {readme_uri: "write"}},
-		"git": {"trust_annotations": true, "tools": {"commit_message": "plan"}},
+		"fs": {"tools": {readme_uri: "write"}},
+		"git": {"tools": {"commit_message": "plan"}},
 	}}
 	class_of(request("planner", "resources/read", "fs", readme_uri)) == "read" with data.writ.tools as tools
 	allowed(request("planner", "resources/read", "fs", readme_uri)) with data.writ.tools as tools
@@ -444,8 +475,8 @@ test_class_defined_once_for_every_method if {
 
 	# Classes in an array (malformed data) and a number for a name (malformed input): the
 	# array "entry" does not count, the trusted hint does.
-	j := object.union(call("executor", "git", "x"), {"tool": {"name": 0, "annotations": {"readOnlyHint": true}}})
-	class_of(j) == "read" with data.writ.tools as {"servers": {"git": {"trust_annotations": true, "tools": ["write"]}}}
+	j := object.union(call("executor", "git", "x"), {"tool": {"name": 0, "annotations": {"readOnlyHint": true}, "annotations_trusted": true}})
+	class_of(j) == "read" with data.writ.tools as {"servers": {"git": {"tools": ["write"]}}}
 }
 
 # A security team narrows these methods with a deny rule of its own in package writ.authz

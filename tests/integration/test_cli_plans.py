@@ -325,10 +325,10 @@ def test_keys_new_for_an_unknown_principal_writes_no_file(writ: Writ) -> None:
 
 
 def test_keys_dir_open_to_others_is_refused(writ: Writ) -> None:
-    writ("principals", "add", "alice", "--role", "approver")
+    writ("principals", "add", "plan-bot", "--role", "planner")  # an approver's key goes to its own directory
     (writ.home / "keys").mkdir(mode=0o755)
     os.chmod(writ.home / "keys", 0o755)
-    assert "error[key_dir_insecure]: keys directory" in writ("keys", "new", "--principal", "alice", code=1).stderr
+    assert "error[key_dir_insecure]: keys directory" in writ("keys", "new", "--principal", "plan-bot", code=1).stderr
 
 
 def test_revoke_at_a_time(writ: Writ, people: dict[str, Path]) -> None:

@@ -56,7 +56,7 @@ def test_tools_list_shows_each_tool_as_exposed_with_class_source_and_digest(conf
 
 def test_tools_list_says_where_each_class_came_from(config: Path, settings: Settings, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Out of the policy data, git_status is read by its (trusted) annotation; fs's annotations are not trusted."""
+    """Out of the policy data, git_status is read by its annotation (git's writ.toml entry trusts them); fs's are not."""
     policies = tmp_path / "policies"
     shutil.copytree(shipped_policy_dir(), policies)
     data = json.loads((policies / "writ" / "tools.json").read_text())
@@ -64,6 +64,7 @@ def test_tools_list_says_where_each_class_came_from(config: Path, settings: Sett
     del data["servers"]["fs"]["tools"]["read_text_file"]
     (policies / "writ" / "tools.json").write_text(json.dumps(data))
     monkeypatch.setenv("WRIT_POLICY_DIR", str(policies))
+    config.write_text(config.read_text().replace("[upstreams.fs]", "trust_annotations = true\n[upstreams.fs]"))  # git's
     doc = json.loads(writ(settings.home, "tools", "list", "--config", config, "--json").stdout)
     classes = {t["name"]: (t["class"], t["class_from"]) for t in doc["tools"]}
     assert classes["git__git_status"] == ("read", FROM_ANNOTATIONS)

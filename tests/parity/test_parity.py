@@ -125,6 +125,11 @@ EXECUTOR: dict[str, Any] = {"principal": "exec-bot", "role": "executor"}
 WRITE: dict[str, Any] = {"server": "git", "tool": "git_commit", "args": {"repo_path": "/srv/repo", "message": "fix"}}
 
 
+def trusted(inp: dict[str, Any]) -> dict[str, Any]:
+    """``inp`` from an upstream whose writ.toml entry says ``trust_annotations = true``."""
+    return {**inp, "tool": {**inp["tool"], "annotations_trusted": True}}
+
+
 def named(name: str, inp: dict[str, Any], allow: bool, codes: Collection[str] = (),
           obligations: Collection[str] = ()) -> Any:
     return pytest.param(inp, allow, set(codes), set(obligations), id=name)
@@ -172,8 +177,11 @@ NAMED_CASES = [
           {"planner_cannot_write"}),
     named("unknown_server_is_a_write", call_input(**PLANNER, server="shell", tool="run"), False,
           {"planner_cannot_write"}),
-    named("read_only_hint_trusted_server", call_input(**PLANNER, server="git", tool="git_blame",
-                                                      annotations={"readOnlyHint": True}), True),
+    named("read_only_hint_trusted_upstream", trusted(call_input(**PLANNER, server="git", tool="git_blame",
+                                                                annotations={"readOnlyHint": True})), True),
+    named("read_only_hint_of_upstream_named_git_not_trusted",
+          call_input(**PLANNER, server="git", tool="git_blame", annotations={"readOnlyHint": True}), False,
+          {"planner_cannot_write"}),
     named("read_only_hint_untrusted_server_ignored", call_input(**PLANNER, server="fs", tool="cat",
                                                                 annotations={"readOnlyHint": True}),
           False, {"planner_cannot_write"}),
@@ -326,7 +334,8 @@ def tools(draw: st.DrawFn, method: str = "tools/call") -> Tool:
     annotations = ToolAnnotations(read_only=draw(hint), destructive=draw(hint),
                                   idempotent=draw(hint), open_world=draw(hint))
     digest = draw(st.none() | st.just("sha256:" + "ab" * 32))
-    return Tool(server=server, name=name, annotations=annotations, definition_digest=digest)
+    return Tool(server=server, name=name, annotations=annotations, definition_digest=digest,
+                annotations_trusted=draw(st.booleans()))
 
 
 def request_args(draw: st.DrawFn, method: str) -> dict[str, Any]:
@@ -398,7 +407,8 @@ PATHS = [
     ("principal",), ("role",), ("groups",), ("session",), ("session", "id"), ("session", "locked"), ("method",),
     ("tool",),
     ("tool", "server"), ("tool", "name"), ("tool", "annotations"), ("tool", "annotations", "readOnlyHint"),
-    ("tool", "annotations", "destructiveHint"), ("tool", "definition_digest"), ("args",), ("plan",),
+    ("tool", "annotations", "destructiveHint"), ("tool", "definition_digest"), ("tool", "annotations_trusted"),
+    ("args",), ("plan",),
     ("plan", "id"), ("plan", "state"), ("plan", "planner"), ("plan", "expires_at"), ("plan", "step_matches"),
     ("plan", "step_index"), ("now",), ("extra",), ("tool", "extra"), ("plan", "extra"),
 ]
