@@ -149,6 +149,10 @@ TOOL_NAME_AMBIGUOUS: Final = "tool_name_ambiguous"
 SESSION_AMBIGUOUS: Final = "session_ambiguous"
 NO_SESSION: Final = "no_session"
 CLIENT_UNSUPPORTED: Final = "client_unsupported"
+PATH_ROOT_CHANGED: Final = "path_root_changed"
+RESULT_TOO_LARGE: Final = "result_too_large"
+MESSAGE_NOT_JSON: Final = "message_not_json"
+MESSAGE_INVALID: Final = "message_invalid"
 
 # -- HTTP: tokens, origins, sessions ----------------------------------------------------------------
 TOKEN_MISSING: Final = "token_missing"

@@ -62,6 +62,10 @@ class Limits(BaseModel):
     policy_reload_interval_s: float = Field(
         2.0, ge=0, description="How often the embedded engine looks for changed policy files (0: every decision)."
     )
+    max_result_bytes: int = Field(
+        4_194_304, gt=0,
+        description="Largest upstream tool result the gateway passes to an agent, in bytes (UTF-8 of its strings).",
+    )
     api_decisions_per_minute: int = Field(600, gt=0, description="POST /v1/decisions per token a minute (then 429).")
     plans: PlanLimits = Field(default_factory=PlanLimits, description="Bounds on signed plans and approvals.")
 

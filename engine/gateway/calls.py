@@ -17,11 +17,18 @@ the upstream sees the call (a refused claim, or a claim whose audit entry could 
 is a ``denied [code]`` result and the call is not made), then ``PlanStore.record_result`` with
 the result's digest. ``writ__*`` tools are Writ's own (``governance``), decided and audited
 like any other.
+
+Bounds on the call path: a constrained root that no longer resolves to the real path pinned at
+``writ_plan_begin`` refuses the call before any step is chosen (``path_root_changed``); a
+result larger than ``limits.max_result_bytes`` is never passed on (``result_too_large``): the
+agent gets a denial and the ``tool_result`` entry its size and sha256 (a plan step is recorded
+as failed).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -36,8 +43,16 @@ from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR
 from writ.engine.gateway.listing import UpstreamTool
 from writ.engine.gateway.plan_tools import SERVER
-from writ.engine.gateway.results import Failed, deny_result, error_result, refused_result, result_digest
-from writ.engine.gateway.steps import BoundPlan, StepChoice, choose_step, is_candidate
+from writ.engine.gateway.results import (
+    Failed,
+    deny_result,
+    error_result,
+    refused_digest,
+    refused_result,
+    result_digest,
+    result_size,
+)
+from writ.engine.gateway.steps import BoundPlan, PathRootChanged, StepChoice, check_roots, choose_step, is_candidate
 from writ.engine.policy.models import Decision, PlanContext
 
 if TYPE_CHECKING:
@@ -88,6 +103,8 @@ class ToolCalls:
             entry, plan, choice = await self._plan_context(entry, args)
         except _Unknown:
             return self.unknown(name)
+        except PathRootChanged as e:  # the approved directory was swapped: a logged deny, the call not made
+            return self._refuse(e.message, e.code)
         except WritError as e:  # the plan store or the upstream listing failed: no way to tell the step
             log.warning("cannot tie %s to the bound plan: %s", name, e.message)
             return self._refuse(f"the call to {name} could not be checked against this session's plan: {e.message}",
@@ -166,13 +183,14 @@ class ToolCalls:
         record = plans.get(bound.id)
         claimed = {c.step_index for c in plans.claims(bound.id)}
         if is_candidate(bound.plan, entry.server, entry.tool.name):
+            check_roots(bound, entry.server, entry.tool.name)  # PathRootChanged
             await self.gateway.refresh_tools(entry.server)  # the definition as the upstream declares it now
             fresh = self.gateway.upstreams.tool(entry.exposed_name)
             if fresh is None:
                 raise _Unknown
             entry = fresh
         choice = choose_step(bound.plan, claimed, server=entry.server, tool=entry.tool.name,
-                             definition_digest=entry.digest, args=args, limits=plans.limits)
+                             definition_digest=entry.digest, args=args, limits=plans.limits, roots=bound.roots)
         context = PlanContext(id=record.id, state=cast(Any, record.state.value), planner=record.planner,
                               expires_at=bound.plan.expires_at, step_matches=choice.matches, step_index=choice.index)
         return entry, context, choice
@@ -253,10 +271,11 @@ class ToolCalls:
                        ctx: ServerRequestContext[Any, Any] | None = None) -> types.CallToolResult:
         start = time.perf_counter_ns()
 
-        def done(outcome: str, result: types.CallToolResult | None = None,
-                 error: dict[str, Any] | None = None) -> None:
-            sha = result_digest(result) if result is not None else None
-            self.record(decision, entry, outcome, _elapsed_us(start), result_sha256=sha, error=error, step=step)
+        def done(outcome: str, result: types.CallToolResult | None = None, error: dict[str, Any] | None = None,
+                 *, sha256: str | None = None, size: int | None = None) -> None:
+            sha = sha256 or (result_digest(result) if result is not None else None)
+            self.record(decision, entry, outcome, _elapsed_us(start), result_sha256=sha, error=error, step=step,
+                        result_bytes=size)
             self._step_done(step, outcome, sha)
 
         upstreams = self.gateway.upstreams
@@ -264,13 +283,22 @@ class ToolCalls:
             entry.server, ctx, lambda: upstreams.call(entry, args, _progress(ctx)), done, "the call")
         if isinstance(result, Failed):
             return error_result(result.code, result.message, decision)
+        limit = self.gateway.stores.settings.limits.max_result_bytes
+        if result_size(result, limit) > limit:  # counted without serializing; the agent never gets it
+            size, sha = result_size(result, sys.maxsize), refused_digest(result)
+            message = (f"the result of {entry.exposed_name} is about {size} bytes, more than limits.max_result_bytes "
+                       f"({limit}): it was not passed on (its sha256 is in the audit log). The call did run "
+                       "upstream; ask for less at a time")
+            done(reasons.RESULT_TOO_LARGE, error={"message": message}, sha256=sha, size=size)
+            return refused_result(reasons.RESULT_TOO_LARGE, message, decision)
         done("tool_error" if result.is_error else "ok", result)
         return result
 
     def record(self, decision: Decision, entry: UpstreamTool, outcome: str, duration_us: int, *,
                result: types.CallToolResult | None = None, result_sha256: str | None = None,
-               error: dict[str, Any] | None = None, step: StepRun | None = None) -> None:
-        """The ``tool_result`` entry of an allowed call.
+               error: dict[str, Any] | None = None, step: StepRun | None = None,
+               result_bytes: int | None = None) -> None:
+        """The ``tool_result`` entry of an allowed call (``result_bytes``: the size of a result too large to pass on).
 
         If it cannot be written, the call already happened: the result still goes back, and the process log says the entry is missing.
         """
@@ -282,6 +310,8 @@ class ToolCalls:
             "server": entry.server, "tool": entry.tool.name, "definition_digest": entry.digest,
             "outcome": outcome, "duration_us": duration_us, "result_sha256": result_sha256,
         }
+        if result_bytes is not None:
+            payload["result_bytes"] = result_bytes
         if step is not None:
             payload.update({"plan_id": step.plan_id, "step_index": step.index})
         if error:

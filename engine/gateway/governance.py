@@ -9,7 +9,8 @@
 The tools' definitions and argument models are in ``plan_tools``; which step of the bound plan
 a call is, in ``steps``. ``writ_plan_propose`` lists the steps' upstreams again before it pins
 their definition digests; ``writ_plan_begin`` keeps the verified plan in the session's
-``SessionBinding``, which the tool-call path (``calls``) reads to choose and claim steps.
+``SessionBinding``, with the real path of each constrained root pinned (and audited), which the
+tool-call path (``calls``) reads to choose and claim steps.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from writ.engine.gateway.plan_tools import (
     governance_tools,
     parse_args,
 )
-from writ.engine.gateway.steps import BoundPlan, SessionBinding, exposed_name
+from writ.engine.gateway.steps import BoundPlan, SessionBinding, exposed_name, pin_roots
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.wiring.services import Services, find_signing_key
 from writ.plans.lifecycle import TERMINAL, PlanState
@@ -209,18 +210,21 @@ class Governance:
         except WritError as e:  # changed since (a key revoked just now?): do not leave it executing unbound
             plans.finish(plan_id, "aborted", reason=f"it stopped verifying as it began: {e.message}")
             raise
-        self.binding.plan = BoundPlan(record.id, plan)
+        roots = pin_roots(plan)  # a root replaced from now on refuses its steps (path_root_changed)
+        self.binding.plan = BoundPlan(record.id, plan, roots)
         self._audit("session_plan", {"session_id": self.session_id, "principal": self.principal.name,
-                                     "plan_id": record.id, "event": "bound"})
+                                     "plan_id": record.id, "event": "bound", "roots": roots})
         lines = [
             f"plan {record.id} is {record.state.value} in this session: {plan.title}",
             (f"run its steps {'in this order' if plan.ordered else 'in any order'}, each exactly as shown, once; "
              f"it expires at {iso(plan.expires_at)}; end with writ_plan_finish"),
             *_step_lines(plan),
+            *(f"path root {root} is pinned to its real path {real}" for root, real in roots.items()),
         ]
         return ToolAnswer("\n".join(lines), {
             "plan_id": record.id, "state": record.state.value, "title": plan.title, "ordered": plan.ordered,
             "expires_at": iso(plan.expires_at), "steps": [_step_data(i, s, None) for i, s in enumerate(plan.steps)],
+            "roots": roots,
         })
 
     async def finish(self, raw: Mapping[str, Any]) -> ToolAnswer:

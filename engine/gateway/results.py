@@ -4,6 +4,7 @@
     error_result(reasons.UPSTREAM_TIMEOUT, "upstream 'git' did not answer within 30 s; ...", decision)
     decision_meta(decision)      # {"writ/decision": {"decision_id": ..., "allow": ..., "reasons": [...]}}
     result_digest(result)        # 'sha256:...' of a result as JSON, for the audit log
+    result_size(result, limit)   # about how many bytes the result is (counting stops past ``limit``)
 
 An allowed call's result goes back unchanged; everything here is for what the gateway says
 itself. ``listable`` is the rule for what listings leave out, and ``audit_or_log`` how the
@@ -21,6 +22,7 @@ from typing import Any
 
 import mcp_types as types
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import InputError, WritError
@@ -101,6 +103,49 @@ def result_digest(result: BaseModel) -> str:
     except InputError:
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def result_size(result: BaseModel, limit: int) -> int:
+    """About how many bytes ``result`` takes as JSON, counted without serializing it; stops soon after ``limit``.
+
+    Each string counts its UTF-8 bytes plus its quotes (escapes are not counted), each key its
+    length plus three, each other value one byte. Only strings that could still fit under
+    ``limit`` are encoded, so a huge result costs no more than a huge ``len()``.
+    """
+    total = 0
+    stack: list[Any] = [result]
+    while stack and total <= limit:
+        value = stack.pop()
+        if isinstance(value, str):
+            n = len(value)
+            total += (n if value.isascii() or n > limit - total else len(value.encode("utf-8", "surrogatepass"))) + 2
+        elif isinstance(value, BaseModel):
+            extra = value.__pydantic_extra__ or {}
+            for fields in (value.__dict__, extra):
+                for key, item in fields.items():
+                    if item is not None:
+                        total += len(key) + 3
+                        stack.append(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                total += len(key) + 3 if isinstance(key, str) else 8
+                stack.append(item)
+        elif isinstance(value, (list, tuple)):
+            total += 2
+            stack.extend(value)
+        else:
+            total += 1
+    return total
+
+
+def refused_digest(result: BaseModel) -> str:
+    """``sha256:`` of a result too large to pass on: its compact JSON as received (one fast serialization, never RFC 8785)."""
+    try:
+        text = result.model_dump_json(by_alias=True, exclude_none=True)
+    except PydanticSerializationError:  # a lone surrogate, say: the slower serializer that keeps it
+        text = json.dumps(result.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"),
+                          ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def audit_or_log(audit: AuditSink, kind: str, payload: Mapping[str, Any]) -> None:

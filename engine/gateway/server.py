@@ -26,7 +26,6 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from writ.engine.core import reasons
@@ -39,6 +38,7 @@ from writ.engine.gateway.listing import UpstreamTool
 from writ.engine.gateway.passthrough import PassThrough
 from writ.engine.gateway.results import META, Failed, audit_or_log, listable
 from writ.engine.gateway.sessions import PrincipalGuard, Transport
+from writ.engine.gateway.stdio import stdio_transport
 from writ.engine.gateway.steps import BoundPlan, SessionBinding
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.policy.base import new_decision_id
@@ -185,7 +185,9 @@ class Gateway:
                 "upstreams": self.upstreams.status(), "tools": self._digests(),
             })
             server = self.server()
-            async with stdio_server() as (read, write):
+            # A line that is not a JSON-RPC message is answered (-32700/-32600) and audited, never dropped.
+            async with stdio_transport(self.audit, session_id=self.session.id,
+                                       principal=self.principal.name) as (read, write):
                 await server.run(read, write, server.create_initialization_options())
             self.end_session()
             self.upstreams.stop()
