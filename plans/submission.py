@@ -9,7 +9,9 @@
 A plan is stored only if a trusted planner key of the plan's own planner signed it,
 it has not expired, and it stays valid no longer than the approval policy allows
 (``writ.plans.verify.check_ttl``). An approval is stored only if it would count now:
-anything the verifier would ignore is refused with ``approval_<reason>``.
+anything the verifier would ignore is refused with ``approval_<reason>``. Every refused
+approval or rejection is audited (``approval_refused``: the code, the reason, the digest
+of what was sent and, when a trusted key verified it, who signed it; ADR 0009).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from writ.engine.core.errors import (
 )
 from writ.engine.core.timeutil import db_time, iso
 from writ.plans import dsse
-from writ.plans.approval_result import ApprovalRequirement, ApprovalResult, CountedDecision
+from writ.plans.approval_result import ApprovalRequirement, ApprovalResult, CountedDecision, IgnoredApproval
 from writ.plans.assessment import requirement_for
 from writ.plans.canonical import sha256_digest
 from writ.plans.lifecycle import PlanEvent, PlanState
@@ -151,14 +153,16 @@ class PlanSubmission(PlanStoreBase):
         """
         now = now_or_utc(now)
         raw = _as_bytes(envelope)
-        envelope_digest = self._approval_digest(raw)
-        record = self.get(plan_id)
-        stored = self.approvals(plan_id)
-        if any(a.envelope_digest == envelope_digest for a in stored):
-            return self.evaluate(plan_id, now=now)
-        counted = self._check_approval(record, stored, raw, now)
-        if not self._insert_approval(counted, plan_id, raw, envelope_digest, now):
-            return self.evaluate(plan_id, now=now)  # the same envelope, stored by another process just now
+        refused: dict[str, object] = {"plan_id": plan_id, "envelope_sha256": sha256_digest(raw),
+                                      "received_at": db_time(now)}
+        try:
+            envelope_digest = self._approval_digest(raw)
+            counted = self._counted_decision(plan_id, raw, envelope_digest, now, refused)
+        except WritError as e:
+            self._audit_refusal("approval_refused", {**refused, "code": e.code, "reason": e.message})
+            raise
+        if counted is None or not self._insert_approval(counted, plan_id, raw, envelope_digest, now):
+            return self.evaluate(plan_id, now=now)  # the same envelope, stored before (or by another process)
         self._audit.append(
             "approval",
             {
@@ -172,6 +176,26 @@ class PlanSubmission(PlanStoreBase):
             },
         )
         return self.evaluate(plan_id, now=now)
+
+    def _counted_decision(
+        self, plan_id: str, raw: bytes, envelope_digest: str, now: datetime, refused: dict[str, object]
+    ) -> CountedDecision | None:
+        """The decision ``raw`` carries if it counts; None if this very envelope is stored already.
+
+        ``ApprovalRefused`` if it does not count (who signed it, when a trusted key did, goes into ``refused``).
+        """
+        record = self.get(plan_id)
+        stored = self.approvals(plan_id)
+        if any(a.envelope_digest == envelope_digest for a in stored):
+            return None
+        checked = self._check_approval(record, stored, raw, now)
+        if isinstance(checked, IgnoredApproval):
+            refused.update(approver=checked.principal, key_id=checked.key_id)
+            raise ApprovalRefused(
+                f"approval of plan {short_plan_id(plan_id)} refused ({checked.reason.value}): {checked.detail}",
+                code=f"approval_{checked.reason.value}",
+            )
+        return checked
 
     def _approval_digest(self, raw: bytes) -> str:
         """The digest that identifies an approval envelope: re-encodings of one envelope are one approval."""
@@ -187,8 +211,11 @@ class PlanSubmission(PlanStoreBase):
 
     def _check_approval(
         self, record: PlanRecord, stored: list[ApprovalRecord], raw: bytes, now: datetime
-    ) -> CountedDecision:
-        """The decision ``raw`` carries if it counts now, after the ones stored; a typed error otherwise."""
+    ) -> CountedDecision | IgnoredApproval:
+        """The decision ``raw`` carries if it counts now, after the ones stored, or why it does not count.
+
+        A typed error when the plan takes no decisions (not pending, expired, no longer verifies).
+        """
         pid = short_plan_id(record.id)
         # 1. the plan still takes decisions
         if record.state is not PlanState.PENDING:
@@ -210,11 +237,7 @@ class PlanSubmission(PlanStoreBase):
         index = len(stored)
         ignored = [i for i in result.ignored if i.index == index]
         if ignored:
-            why = ignored[0]
-            raise ApprovalRefused(
-                f"approval of plan {pid} refused ({why.reason.value}): {why.detail}",
-                code=f"approval_{why.reason.value}",
-            )
+            return ignored[0]
         return next(c for c in (*result.approvals, *result.rejections) if c.index == index)
 
     def _insert_approval(
