@@ -207,7 +207,7 @@ def test_the_audit_log_holds_every_decision_and_result_and_verifies(executor: Ga
     assert decisions[denied_id]["decision"]["allow"] is False
     assert decisions[denied_id]["input"]["tool"] == {
         "server": "fs", "name": "create_directory", "annotations": decisions[denied_id]["input"]["tool"]["annotations"],
-        "definition_digest": decisions[denied_id]["input"]["tool"]["definition_digest"]}
+        "definition_digest": decisions[denied_id]["input"]["tool"]["definition_digest"], "annotations_trusted": False}
     assert not any(r["decision_id"] == denied_id for r in results)  # a deny never reaches the upstream
     # Every result follows an allow of the same call; every allow of a tool call has its result.
     allows = {d for d, p in decisions.items() if p["decision"]["allow"]}
