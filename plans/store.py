@@ -14,10 +14,15 @@ What is trusted, and what is checked again:
 
 - The stored envelope is kept byte for byte as received, and every decision that
   matters (``begin``, each ``claim_step``) verifies it again against the trust
-  store: a plans row edited in the database, or a planner key revoked since, stops
-  the plan. ``begin`` re-counts the approvals with ``require_approved`` under the
-  requirement the policy gives *now*, and asks the policy as well; both must say
-  yes (ADR 0008). The stored state is a gate, never the proof.
+  store: a plans row edited in the database stops the plan. ``begin`` and every
+  claim re-count the approvals with ``require_approved`` under the requirement the
+  policy gives *now*, and ask the policy as well; both must say yes (ADR 0008). A
+  plan no longer backed (a planner or approver key revoked since, an approver out of
+  a required group) is refused ``plan_not_backed`` and aborted; the verdict is cached
+  while the trust store's revision and the policy's are unchanged (ADR 0009). The
+  stored state is a gate, never the proof.
+- A failed step fails its plan, unless the policy allows claiming it again
+  (``writ.plans.step_results``); an ordered plan's step waits for the previous one to succeed.
 - A step runs at most once because the database says so: the claim is an INSERT
   under ``UNIQUE (plan_id, step_index)``, and the loser of a race gets
   ``StepAlreadyClaimed``. No Python lock is involved, so this holds across
@@ -30,9 +35,10 @@ What is trusted, and what is checked again:
   database change commits. If the append fails the caller gets ``AuditError``: a
   claim then stays taken and the step must not run (fail closed).
 
-The store has two sides, one module each: ``writ.plans.submission`` (submit, add
-approvals, evaluate) and ``writ.plans.execution`` (begin, claim steps, record results,
-finish, expire), on a shared base (``writ.plans.store_base``: reads, verification of a
+The store has two sides: ``writ.plans.submission`` (submit, add approvals, evaluate)
+and ``writ.plans.execution`` (begin, claim steps; with ``writ.plans.execution_backing``
+for the backing check and ``writ.plans.step_results`` for results, finish, expire), on a
+shared base (``writ.plans.store_base``: reads, verification of a
 stored plan, guarded state changes). The records it returns are in ``writ.plans.records``.
 """
 

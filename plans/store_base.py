@@ -1,7 +1,9 @@
 """What both sides of the plan store share: reading rows, verifying a stored plan, and guarded state changes.
 
     class PlanSubmission(PlanStoreBase): ...    # submit, add_approval, evaluate
-    class PlanExecution(PlanStoreBase): ...     # begin, claim_step, record_result, finish, expire_due
+    class BackedExecution(PlanStoreBase): ...   # backed_plan: is an executing plan still backed?
+    class StepResults(PlanStoreBase): ...       # record_result, finish, expire_due
+    class PlanExecution(StepResults, BackedExecution): ...   # begin, claim_step
     class PlanStore(PlanSubmission, PlanExecution): ...   # what callers use (writ.plans.store)
 
 Use ``writ.plans.store.PlanStore``; this base holds no logic of either side. Every
