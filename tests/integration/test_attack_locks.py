@@ -250,3 +250,28 @@ def test_disabled_principal_loses_its_tokens_keys_and_gateway(env: Env) -> None:
         w.plans.submit(envelope.to_json())
     assert [p for p in kinds(env, "principal_disabled") if p["principal"] == "gone-planner"]
     assert "principal_disabled" in {p["code"] for p in kinds(env, "http_refused")}
+
+
+def test_a_lock_is_seen_by_every_replica(db_settings: Settings) -> None:
+    """Two gateway replicas (two connections to one database) lock the same principal at once: one lock, one
+    ``principal_locked`` entry, and both see it at once; on SQLite and PostgreSQL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from writ.attestations.audit import AuditLog
+    from writ.engine.core.db import open_database
+    from writ.engine.wiring.services import wire_services
+
+    with open_database(db_settings) as one, open_database(db_settings) as two:
+        replicas = [wire_services(db_settings, one), wire_services(db_settings, two)]
+        replicas[0].trust.add_principal("replicated-bot", "executor")
+
+        def lock(i: int) -> bool:
+            return replicas[i % 2].trust.status.lock("replicated-bot", session_id=f"s-{i}", decision_id=f"d-{i}",
+                                                      codes=("step_not_in_plan",))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert sorted(pool.map(lock, range(8))) == [False] * 7 + [True]
+        assert all(r.trust.principal_state("replicated-bot").locked for r in replicas)
+        assert [e.kind for e in AuditLog(one).tail(100)].count("principal_locked") == 1
+        replicas[1].trust.unlock_principal("replicated-bot", reason="reviewed")
+        assert not replicas[0].trust.principal_state("replicated-bot").locked
