@@ -40,6 +40,7 @@ from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, WritError
 from writ.engine.core.settings import Settings
+from writ.engine.gateway.exposure import private_dir
 from writ.engine.wiring.services import Services, key_file_name, keys_dir, open_services
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.statements import sign_approval
@@ -334,13 +335,17 @@ def register(scene: Scene, stores: Services, n: Narrator) -> None:
     for name, role in PRINCIPALS:
         who = stores.trust.add_principal(name, role)
         key = PrivateKey.generate()
-        path = keys_dir(scene.settings) / key_file_name(name, key.key_id)
+        # Agents' keys where their gateway finds them; each approver's on the approver's own machine
+        # (here: a folder of its own), never in the gateway's data directory.
+        folder = private_dir(scene.demo / "approvers" / name) if role == "approver" else keys_dir(scene.settings)
+        path = folder / key_file_name(name, key.key_id)
         key.save(path)
         stores.trust.add_key(name, key.public_key)
         scene.keys[name] = path
         groups = f"   groups: {', '.join(who.groups)}" if who.groups else ""
         n.say(f"{name:<9} {role:<9} key {short_key_id(key.key_id)}{groups}")
-    n.say(f"private keys: {keys_dir(scene.settings)} (mode 0700, outside anything the agents can read)")
+    n.say(f"agents' private keys: {keys_dir(scene.settings)} (mode 0700, outside anything the agents can read)")
+    n.say(f"approvers' private keys: {scene.demo / 'approvers'}/<name>/ (each approver keeps their own)")
 
 
 def approve(scene: Scene, stores: Services, n: Narrator, label: str, plan_id: str, who: str) -> None:
@@ -349,7 +354,7 @@ def approve(scene: Scene, stores: Services, n: Narrator, label: str, plan_id: st
     envelope = sign_approval(plan_id, key, approver=who, comment="read every step")
     result = stores.plans.add_approval(plan_id, envelope.to_json())
     state = stores.plans.get(plan_id).state.value
-    n.say(f"{who:<6} approves plan {label} ({short}) with keys/{scene.keys[who].name}: "
+    n.say(f"{who:<6} approves plan {label} ({short}) with approvers/{who}/{scene.keys[who].name}: "
           f"{len(result.approvals)}/{result.requirement.quorum} ({', '.join(result.approvers)}); plan {label} {state}")
 
 
@@ -396,7 +401,7 @@ async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]
             raise DemoFailed("CHANGELOG.md exists before any plan ran")
 
         n.section("alice and bob (code-owners) approve both plans, each signing with their own key")
-        n.say(f"(what `writ approve PLAN --key {scene.data}/keys/<name>-<key id>.pem --data-dir {scene.data}` does)",
+        n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does)",
               lines=2)
         for label, plan_id in (("A", plan_a), ("B", plan_b)):
             for who in ("alice", "bob"):

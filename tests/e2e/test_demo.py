@@ -50,6 +50,9 @@ def test_the_demo_runs_end_to_end_and_says_what_happened(tmp_path: Path) -> None
     ]:
         assert re.search(line, out, re.MULTILINE), f"missing {line!r} in:\n{out}"
 
+    # Approvers keep their own keys: none is in the gateway's keys directory.
+    assert {k.name.split("-")[0] for k in (data / "keys").glob("*.pem")} == {"plan", "exec"}
+    assert sorted(k.parent.name for k in (data / "demo" / "approvers").glob("*/*.pem")) == ["alice", "bob"]
     repo = data / "demo" / "repo"
     assert commit_count(repo) == 2 and (repo / "CHANGELOG.md").exists() and not (repo / "docs" / "usage.md").exists()
     with open_database(Settings(home=data), create=False) as store:
