@@ -183,6 +183,7 @@ def test_planner_over_http_reads_and_is_denied_a_write(env: Env) -> None:
         assert reason_codes(result) == ["planner_cannot_write"]
         assert text_of(result).startswith("denied [planner_cannot_write]")
         assert not target.exists()
+    writ("principals", "unlock", "plan-bot", "--reason", "reviewed", "--data-dir", str(env.data_dir))
 
 
 def test_sessions_keep_separate_principals_and_locks(env: Env) -> None:
@@ -194,10 +195,15 @@ def test_sessions_keep_separate_principals_and_locks(env: Env) -> None:
         assert reason_codes(result) == ["planner_cannot_write"]
         result = locked.call("git__git_status", {"repo_path": str(env.repo)})
         assert result.is_error and reason_codes(result) == ["session_locked"]
-        # Another session, even of the same principal, is not locked.
+        # Another session of the same principal is refused too: the lock is the principal's (issue 9, finding 1),
+        # until an operator lifts it; the session that violated stays locked.
+        result = other.call("git__git_status", {"repo_path": str(env.repo)})
+        assert reason_codes(result) == ["principal_locked"]
+        writ("principals", "unlock", "plan-bot", "--reason", "reviewed", "--data-dir", str(env.data_dir))
         result = other.call("git__git_status", {"repo_path": str(env.repo)})
         assert not result.is_error, text_of(result)
         assert "On branch main" in text_of(result)
+        assert reason_codes(locked.call("git__git_status", {"repo_path": str(env.repo)})) == ["session_locked"]
         # The executor's session acts for the executor: its write needs a plan, it is not a planner's.
         result = executor.call("fs__write_file", {"path": str(target), "content": "x"})
         assert reason_codes(result) == ["plan_required"]

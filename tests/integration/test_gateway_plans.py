@@ -6,8 +6,9 @@ a "notes" upstream whose tool definition can be changed under the gateway (a rug
 Principals and keys are made through the trust store; approvals are signed with the
 approvers' keys and submitted through PlanStore.add_approval, as `writ approve` does.
 
-A call outside the plan locks its session, so each such scenario runs in a session of its own
-(`with executor_session(...)`); the module's long-lived executor session ends with one.
+A call outside the plan locks its session and its principal, so each such scenario runs in a session
+of its own (`with executor_session(...)`) and lifts the principal's lock after (`unlock`, what an
+operator does); the module's long-lived executor session ends with one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from support.gateway import (
     text_of,
     toml_list,
     toml_str,
+    unlock,
 )
 
 from writ.attestations.audit import AuditEntry, AuditLog
@@ -366,6 +368,7 @@ def test_an_injected_instruction_is_not_in_the_plan(env: Env, stores: Services, 
     assert not forwarded(env, result)
     assert reason_codes(executor.call("fs__write_file", {"path": str(target), "content": "summary"})) == [
         "session_locked"]
+    unlock(env.data_dir, "exec-bot")
 
 
 # --- a session each: a call outside the plan locks the session ---------------------------------------
@@ -391,6 +394,7 @@ def test_one_changed_argument_is_not_the_step_and_locks_the_session(env: Env, st
         assert reason_codes(executor.call("git__git_status", {"repo_path": str(env.repo)})) == ["session_locked"]
     assert commit_count(env.repo) == commits
     assert stores.plans.claims(plan_id) == []
+    unlock(env.data_dir, "exec-bot")
 
 
 def test_a_tool_changed_after_approval_no_longer_matches_its_step(env: Env, stores: Services,
@@ -412,6 +416,7 @@ def test_a_tool_changed_after_approval_no_longer_matches_its_step(env: Env, stor
     changed = [e.payload for e in entries(env) if e.kind == "tools_changed"]
     assert changed and changed[-1]["tools"]["notes__append_note"] == audited["tool"]["definition_digest"]
     assert stores.plans.claims(plan_id) == []
+    unlock(env.data_dir, "exec-bot")
 
 
 def test_choosing_the_step_a_call_is() -> None:
@@ -478,6 +483,7 @@ def test_a_path_outside_the_steps_root_never_reaches_the_upstream(env: Env, stor
     assert (env.files / "private.md").read_text() == private
     assert not (env.files / "private.md").is_symlink() and (env.docs / "escape.md").is_symlink()
     assert stores.plans.claims(plan_id) == []
+    unlock(env.data_dir, "exec-bot")
 
 
 # --- last: the planner's own write locks its session -------------------------------------------------
@@ -491,6 +497,7 @@ def test_the_planner_cannot_run_its_own_plan(env: Env, stores: Services, planner
     result = planner.call("fs__write_file", {"path": str(target), "content": "x"})
     assert reason_codes(result) == ["planner_cannot_write"]
     assert not target.exists() and stores.plans.get(plan_id).state.value == "approved"
+    unlock(env.data_dir, "plan-bot")
 
 
 def run_audited_story(env: Env, stores: Services) -> None:

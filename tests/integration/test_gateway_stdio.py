@@ -25,6 +25,7 @@ from support.gateway import (
     text_of,
     toml_list,
     toml_str,
+    unlock,
 )
 
 from writ.attestations.audit import AuditLog
@@ -141,6 +142,7 @@ def test_planner_write_is_denied_not_executed_and_locks_the_session(env: Env) ->
 
         result = planner.call("git__git_status", {"repo_path": str(env.repo)})  # even a read, now
         assert result.is_error and reason_codes(result) == ["session_locked"]
+    unlock(env.data_dir, "plan-bot")  # the principal was locked too: the module's other plan-bot sessions go on
 
 
 def test_executor_write_without_a_plan_is_denied_plan_required(executor: GatewayClient, env: Env) -> None:

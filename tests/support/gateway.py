@@ -117,6 +117,16 @@ def register(data_dir: Path, principals: dict[str, str], *, keys: bool = False) 
     return paths
 
 
+def unlock(data_dir: Path, principal: str) -> None:
+    """An operator lifts ``principal``'s lock (`writ principals unlock`): a violation locks the principal itself,
+    in every gateway process and session (issue 9, finding 1), so a test that provokes one lifts it after."""
+    from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import open_services
+
+    with open_services(Settings(home=data_dir)) as w:
+        w.trust.unlock_principal(principal, reason="the violation was the test's own")
+
+
 class GatewayClient:
     """Synchronous calls into an MCP client session that lives on the portal's event loop."""
 
