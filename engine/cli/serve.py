@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from writ.engine.core.settings import Settings
 
-API_ROUTES = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle"
+API_ROUTES = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle, GET /healthz, GET /readyz"
 
 
 def bind_port(host: str, port: int) -> socket.socket:
@@ -77,7 +77,8 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     \b
     Example:
       writ init && writ serve --port 8420
-      curl -s localhost:8420/v1/decisions -d @examples/planner-write.json
+      writ principals add audit-bot --role auditor && writ tokens new --principal audit-bot > audit-bot.token
+      sh examples/ask-decision.sh      # curl with that token, Content-Type: application/json
       writ serve --config examples/writ.toml      # MCP at http://127.0.0.1:8420/mcp
     """
     settings: Settings = click.get_current_context().obj

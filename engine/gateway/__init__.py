@@ -27,4 +27,7 @@ Modules, entry points first:
 - ``routing``: ``Router``, which agent session an upstream's own messages belong to (ADR 0011);
   ``names``: ``writ://<server>/<uri>`` and ``<server>__<name>``.
 - ``results``: denials, errors and the decision in ``_meta`` as the agent sees them; result digests.
+- ``sessions``: ``PrincipalGuard``, the principal lock every session checks before a call, and the
+  sessions ``writ sessions list`` shows; ``origins``: the Origin and bearer-token rules of HTTP;
+  ``stdio``: the stdio transport, which answers every line it cannot read (-32700 / -32600).
 """
