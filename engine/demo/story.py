@@ -359,7 +359,7 @@ def approve(scene: Scene, stores: Services, n: Narrator, label: str, plan_id: st
 
 
 async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]:
-    repo, ws = scene.repo, scene.workspace
+    """The two agents' story, act by act, each through its own `writ mcp` gateway."""
     async with AsyncExitStack() as stack:
         n.section("Two gateways: `writ mcp --principal plan-bot` and `writ mcp --principal exec-bot`")
         planner = await stack.enter_async_context(gateway(scene, "plan-bot"))
@@ -368,76 +368,93 @@ async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]
             names = await agent.tool_names()
             own = ", ".join(t for t in names if t.startswith("writ__"))
             n.say(f"{agent.name} sees {len(names)} tools: git__* and fs__* of the upstreams, and {own}")
-
-        n.section("plan-bot looks around: reads need no plan")
-        n.allowed("plan-bot", "git__git_status", await planner.call("git__git_status", {"repo_path": str(repo)}))
-        n.allowed("plan-bot", "fs__read_text_file TASK.md",
-                  await planner.call("fs__read_text_file", {"path": str(ws / "TASK.md")}))
-
-        n.section("plan-bot proposes two plans (writ__writ_plan_propose); the gateway pins each tool's "
-                  "definition and signs with plan-bot's key")
-        changelog = "# Changelog\n\n## 0.1.0\n\n- First release, governed by Writ.\n"
-        message = "Add CHANGELOG for 0.1.0"
-        plan_a = await _propose(planner, n, "A", "Add a CHANGELOG for 0.1.0", [
-            {"tool": "fs__write_file", "args": {"path": str(repo / "CHANGELOG.md"), "content": changelog}},
-            {"tool": "git__git_add", "args": {"repo_path": str(repo), "files": ["CHANGELOG.md"]}},
-            {"tool": "git__git_commit", "args": {"repo_path": str(repo), "message": message}},
-        ])
-        usage = "# Usage\n\nRun `writ demo`.\n"
-        plan_b = await _propose(planner, n, "B", "Add a usage page under docs/", [
-            {"tool": "fs__write_file", "args": {"content": usage},
-             "constraints": [{"kind": "path_glob", "arg": "path", "root": str(repo / "docs"), "glob": "*.md"}]},
-        ])
-
-        n.section("Nothing runs before approval, and the planner never writes")
-        n.refused_as("exec-bot", "fs__write_file CHANGELOG.md", await executor.call(
-            "fs__write_file", {"path": str(repo / "CHANGELOG.md"), "content": changelog}), "plan_required")
-        n.refused_as("exec-bot", "writ__writ_plan_begin A",
-                     await executor.call("writ__writ_plan_begin", {"plan_id": plan_a}), "plan_not_approved")
-        n.refused_as("plan-bot", "fs__write_file CHANGELOG.md", await planner.call(
-            "fs__write_file", {"path": str(repo / "CHANGELOG.md"), "content": changelog}), "planner_cannot_write",
-            note="plan-bot's session is now locked")
-        if (repo / "CHANGELOG.md").exists():
-            raise DemoFailed("CHANGELOG.md exists before any plan ran")
-
-        n.section("alice and bob (code-owners) approve both plans, each signing with their own key")
-        n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does)",
-              lines=2)
-        for label, plan_id in (("A", plan_a), ("B", plan_b)):
-            for who in ("alice", "bob"):
-                approve(scene, stores, n, label, plan_id, who)
-
-        n.section("exec-bot runs plan A, each step exactly as approved and once")
-        begun = await executor.call("writ__writ_plan_begin", {"plan_id": plan_a})
-        n.allowed("exec-bot", "writ__writ_plan_begin A", begun)
-        write = {"path": str(repo / "CHANGELOG.md"), "content": changelog}
-        n.allowed("exec-bot", "[0] fs__write_file", await executor.call("fs__write_file", write))
-        n.refused_as("exec-bot", "[0] fs__write_file again", await executor.call("fs__write_file", write),
-                     "step_already_claimed")
-        n.allowed("exec-bot", "[1] git__git_add", await executor.call(
-            "git__git_add", {"repo_path": str(repo), "files": ["CHANGELOG.md"]}))
-        n.allowed("exec-bot", "[2] git__git_commit", await executor.call(
-            "git__git_commit", {"repo_path": str(repo), "message": message}))
-        n.allowed("exec-bot", "writ__writ_plan_finish", await executor.call(
-            "writ__writ_plan_finish", {"outcome": "completed"}))
-        log = git(repo, "log", "--oneline")
-        n.say("git log: " + " | ".join(log.strip().splitlines()))
-
-        n.section("exec-bot runs plan B (any *.md directly under docs/, this content) and strays from it")
-        n.allowed("exec-bot", "writ__writ_plan_begin B", await executor.call("writ__writ_plan_begin",
-                                                                              {"plan_id": plan_b}))
-        task_before = (ws / "TASK.md").read_text()
-        escape = str(repo / "docs" / ".." / ".." / "workspace" / "TASK.md")
-        n.refused_as("exec-bot", "fs__write_file docs/../..", await executor.call(
-            "fs__write_file", {"path": escape, "content": usage}), "step_not_in_plan",
-            note="a path escape: TASK.md is in the filesystem server's reach, not in the plan's")
-        n.refused_as("exec-bot", "fs__write_file other text", await executor.call(
-            "fs__write_file", {"path": str(repo / "docs" / "usage.md"), "content": "rm -rf /\n"}),
-            "step_not_in_plan", note="an argument the approvers did not see; the session was already locked")
-        if (ws / "TASK.md").read_text() != task_before or (repo / "docs" / "usage.md").exists():
-            raise DemoFailed("a refused write changed a file")
-        n.say("TASK.md is untouched and docs/usage.md was never written")
+        plan_a, plan_b = await _act_plan(scene, stores, n, planner, executor)
+        await _act_run_a(scene, n, executor, plan_a)
+        await _act_stray_b(scene, n, executor, plan_b)
     return plan_a, plan_b
+
+
+CHANGELOG = "# Changelog\n\n## 0.1.0\n\n- First release, governed by Writ.\n"
+COMMIT_MESSAGE = "Add CHANGELOG for 0.1.0"
+USAGE = "# Usage\n\nRun `writ demo`.\n"
+
+
+async def _act_plan(scene: Scene, stores: Services, n: Narrator, planner: Agent, executor: Agent) -> tuple[str, str]:
+    """plan-bot reads and proposes two plans; nothing runs before approval; alice and bob approve."""
+    repo, ws = scene.repo, scene.workspace
+    n.section("plan-bot looks around: reads need no plan")
+    n.allowed("plan-bot", "git__git_status", await planner.call("git__git_status", {"repo_path": str(repo)}))
+    n.allowed("plan-bot", "fs__read_text_file TASK.md",
+              await planner.call("fs__read_text_file", {"path": str(ws / "TASK.md")}))
+
+    n.section("plan-bot proposes two plans (writ__writ_plan_propose); the gateway pins each tool's "
+              "definition and signs with plan-bot's key")
+    plan_a = await _propose(planner, n, "A", "Add a CHANGELOG for 0.1.0", [
+        {"tool": "fs__write_file", "args": {"path": str(repo / "CHANGELOG.md"), "content": CHANGELOG}},
+        {"tool": "git__git_add", "args": {"repo_path": str(repo), "files": ["CHANGELOG.md"]}},
+        {"tool": "git__git_commit", "args": {"repo_path": str(repo), "message": COMMIT_MESSAGE}},
+    ])
+    plan_b = await _propose(planner, n, "B", "Add a usage page under docs/", [
+        {"tool": "fs__write_file", "args": {"content": USAGE},
+         "constraints": [{"kind": "path_glob", "arg": "path", "root": str(repo / "docs"), "glob": "*.md"}]},
+    ])
+
+    n.section("Nothing runs before approval, and the planner never writes")
+    n.refused_as("exec-bot", "fs__write_file CHANGELOG.md", await executor.call(
+        "fs__write_file", {"path": str(repo / "CHANGELOG.md"), "content": CHANGELOG}), "plan_required")
+    n.refused_as("exec-bot", "writ__writ_plan_begin A",
+                 await executor.call("writ__writ_plan_begin", {"plan_id": plan_a}), "plan_not_approved")
+    n.refused_as("plan-bot", "fs__write_file CHANGELOG.md", await planner.call(
+        "fs__write_file", {"path": str(repo / "CHANGELOG.md"), "content": CHANGELOG}), "planner_cannot_write",
+        note="plan-bot's session is now locked")
+    if (repo / "CHANGELOG.md").exists():
+        raise DemoFailed("CHANGELOG.md exists before any plan ran")
+
+    n.section("alice and bob (code-owners) approve both plans, each signing with their own key")
+    n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does)", lines=2)
+    for label, plan_id in (("A", plan_a), ("B", plan_b)):
+        for who in ("alice", "bob"):
+            approve(scene, stores, n, label, plan_id, who)
+    return plan_a, plan_b
+
+
+async def _act_run_a(scene: Scene, n: Narrator, executor: Agent, plan_a: str) -> None:
+    """exec-bot runs plan A, each step exactly as approved and once."""
+    repo = scene.repo
+    n.section("exec-bot runs plan A, each step exactly as approved and once")
+    begun = await executor.call("writ__writ_plan_begin", {"plan_id": plan_a})
+    n.allowed("exec-bot", "writ__writ_plan_begin A", begun)
+    write = {"path": str(repo / "CHANGELOG.md"), "content": CHANGELOG}
+    n.allowed("exec-bot", "[0] fs__write_file", await executor.call("fs__write_file", write))
+    n.refused_as("exec-bot", "[0] fs__write_file again", await executor.call("fs__write_file", write),
+                 "step_already_claimed")
+    n.allowed("exec-bot", "[1] git__git_add", await executor.call(
+        "git__git_add", {"repo_path": str(repo), "files": ["CHANGELOG.md"]}))
+    n.allowed("exec-bot", "[2] git__git_commit", await executor.call(
+        "git__git_commit", {"repo_path": str(repo), "message": COMMIT_MESSAGE}))
+    n.allowed("exec-bot", "writ__writ_plan_finish", await executor.call(
+        "writ__writ_plan_finish", {"outcome": "completed"}))
+    log = git(repo, "log", "--oneline")
+    n.say("git log: " + " | ".join(log.strip().splitlines()))
+
+
+async def _act_stray_b(scene: Scene, n: Narrator, executor: Agent, plan_b: str) -> None:
+    """exec-bot begins plan B and strays from it: a path escape, then an argument nobody approved."""
+    repo, ws = scene.repo, scene.workspace
+    n.section("exec-bot runs plan B (any *.md directly under docs/, this content) and strays from it")
+    n.allowed("exec-bot", "writ__writ_plan_begin B", await executor.call("writ__writ_plan_begin",
+                                                                          {"plan_id": plan_b}))
+    task_before = (ws / "TASK.md").read_text()
+    escape = str(repo / "docs" / ".." / ".." / "workspace" / "TASK.md")
+    n.refused_as("exec-bot", "fs__write_file docs/../..", await executor.call(
+        "fs__write_file", {"path": escape, "content": USAGE}), "step_not_in_plan",
+        note="a path escape: TASK.md is in the filesystem server's reach, not in the plan's")
+    n.refused_as("exec-bot", "fs__write_file other text", await executor.call(
+        "fs__write_file", {"path": str(repo / "docs" / "usage.md"), "content": "rm -rf /\n"}),
+        "step_not_in_plan", note="an argument the approvers did not see; the session was already locked")
+    if (ws / "TASK.md").read_text() != task_before or (repo / "docs" / "usage.md").exists():
+        raise DemoFailed("a refused write changed a file")
+    n.say("TASK.md is untouched and docs/usage.md was never written")
 
 
 def _epilogue(scene: Scene, stores: Services, n: Narrator, plan_a: str, plan_b: str) -> None:
