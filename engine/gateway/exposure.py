@@ -26,6 +26,7 @@ import logging
 import os
 import pwd
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,9 @@ INHERITED_ENV = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
 NOT_ROOTS = frozenset({"HOME", "PWD", "OLDPWD", "TMPDIR", "TMP", "TEMP", "SHELL", "TERM", "USER", "LOGNAME"})
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _SHORT_OPTION = re.compile(r"^-[A-Za-z0-9](.+)$")
-_PATH_LIKE = ("/", "~", "$", ".")
+_SEPARATORS = re.compile(r"""[\s:,;=\[\](){}"']+""")
+# Search paths for code, not places an upstream serves: their entries are not roots.
+SEARCH_PATHS = frozenset({"PATH", "PYTHONPATH", "NODE_PATH", "LD_LIBRARY_PATH", "MANPATH", "CLASSPATH"})
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def given_paths(up: UpstreamConfig, environ: Mapping[str, str] | None = None) ->
     base = Path(up.cwd) if up.cwd is not None else Path.cwd()
     given = [(arg, v) for arg in up.args for v in _values(arg)]
     given += [(f"{key}={value}", v) for key, value in up.env.items()
-              if key not in NOT_ROOTS and not key.endswith("PATH") for v in _values(value)]
+              if key not in NOT_ROOTS | SEARCH_PATHS for v in _values(value)]
     for written, value in given:
         for reading in dict.fromkeys((value, _expand(value, env))):
             real = _real(base / reading)
@@ -166,7 +169,12 @@ def load_safe_config(path: Path, settings: Settings, *, key_files: Iterable[Path
 
 
 def _values(arg: str) -> list[str]:
-    """The whole argument, an option's value, and the path-like parts of a list."""
+    """Every way ``arg`` could name a path: whole, an option's value, and each word of a command line or list.
+
+    An argument may be a shell command (``sh -c "exec server ~/.writ"``), an option (``--root=DIR``,
+    ``-rDIR``), or a list in any of the usual spellings (``a:b``, ``a,b``, ``a;b``, ``["a", "b"]``,
+    ``type=bind,src=DIR``): each word counts, as written (relative to the upstream's ``cwd``) and expanded.
+    """
     values = [arg]
     if "=" in arg:
         values.append(arg.split("=", 1)[1])
@@ -174,10 +182,17 @@ def _values(arg: str) -> list[str]:
     if short and not arg.startswith("--"):
         values.append(short.group(1))
     for value in list(values):
-        parts = re.split(r"[:,]", value)
-        if len(parts) > 1:
-            values += [p for p in parts if p.startswith(_PATH_LIKE)]
-    return values
+        try:
+            words = shlex.split(value)
+        except ValueError:  # an unbalanced quote: plain words then
+            words = value.split()
+        if len(words) > 1:
+            values += words
+    for value in list(values):
+        parts = [p for p in _SEPARATORS.split(value) if p]
+        if len(parts) > 1 or (parts and parts[0] != value):
+            values += parts
+    return list(dict.fromkeys(v for v in values if v))
 
 
 def _expand(value: str, env: Mapping[str, str]) -> str:

@@ -24,6 +24,8 @@ from support.gateway import FS_SERVER, audit_entries, register, require_upstream
 
 from writ.engine.cli.main import main
 from writ.engine.core.settings import Settings
+from writ.engine.gateway.config import load_config
+from writ.engine.gateway.exposure import secret_paths, secrets_exposed
 
 WRIT = Path(sys.executable).with_name("writ")
 
@@ -182,3 +184,44 @@ def test_approver_key_written_into_data_dir_is_refused(settings: Settings) -> No
 
     os.chmod(own, 0o755)
     assert writ("keys", "new", "--principal", "alice", code=1).startswith("error[key_dir_insecure]: keys directory")
+
+
+# --- spellings a second look found (red team, 2026-11-30): each was missed before words were split ---------
+
+
+def _config_with(path: Path, command: str, args: list[str], env: dict[str, str] | None = None) -> Path:
+    text = f"[upstreams.fs]\ncommand = {toml_str(command)}\nargs = {toml_list(args)}\n"
+    text += "env = {" + ", ".join(f"{k} = {toml_str(v)}" for k, v in (env or {}).items()) + "}\n"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("args,env", [
+    pytest.param(["-c", "exec node server.js ~/.writ"], {}, id="shell_wrapped_command"),
+    pytest.param(["--roots=[\"~/.writ\"]"], {}, id="json_list_value"),
+    pytest.param(["--allowed", "[\"~\"]"], {}, id="json_list_argument"),
+    pytest.param(["--dirs=/tmp;~/.writ"], {}, id="semicolon_list"),
+    pytest.param(["--dirs=/tmp ~/.writ"], {}, id="space_list"),
+    pytest.param(["run", "--mount", "type=bind,src=~/.writ,dst=/data", "img"], {}, id="docker_mount_source"),
+    pytest.param([], {"ALLOWED_ROOT_PATH": "~/.writ"}, id="env_named_path"),
+    pytest.param([], {"MEMORY_FILE_PATH": "~/.writ/writ.sqlite"}, id="memory_server_file_path"),
+    pytest.param([], {"FS_ROOTS": "[\"~\"]"}, id="env_json_list"),
+])
+def test_hidden_path_spellings_expose_keys(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    home = tmp_path / "home"
+    data = home / ".writ"
+    register(data, {"plan-bot": "planner"}, keys=True)
+    config = _config_with(tmp_path / "writ.toml", "/bin/sh", args, env)
+    assert secrets_exposed(load_config(config), secret_paths(Settings(home=data)), {"HOME": str(home)})
+
+
+def test_relative_key_file_in_a_comma_list_exposes_it(tmp_path: Path) -> None:
+    """`writ mcp --key plan-bot.pem` beside writ.toml, and an upstream given `--files=notes.md,plan-bot.pem`."""
+    data = tmp_path / "home" / ".writ"
+    keys = register(data, {"plan-bot": "planner"}, keys=True)
+    key = tmp_path / "plan-bot.pem"
+    key.write_bytes(keys["plan-bot"].read_bytes())
+    config = _config_with(tmp_path / "writ.toml", "node", ["server.js", "--files=notes.md,plan-bot.pem"])
+    config_dir_upstream = load_config(config)
+    assert secrets_exposed(config_dir_upstream, secret_paths(Settings(home=data), [key]),
+                           {"HOME": str(tmp_path / "home")})
