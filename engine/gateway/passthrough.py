@@ -62,6 +62,7 @@ class PassThrough:
     async def list_resources(self, ctx: ServerRequestContext[Any, Any],
                              params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
         """Every ready upstream's resources the role may read, as ``writ://<server>/<uri>``."""
+        self._admit("resources/list")
         out: list[types.Resource] = []
         for upstream in self.gateway.upstreams.ready("resources"):
             for r in await self._gather(upstream, "resources",
@@ -74,6 +75,7 @@ class PassThrough:
                                       params: types.PaginatedRequestParams | None
                                       ) -> types.ListResourceTemplatesResult:
         """Every ready upstream's resource templates the role may read, as ``writ://<server>/<template>``."""
+        self._admit("resources/templates/list")
         out: list[types.ResourceTemplate] = []
         for upstream in self.gateway.upstreams.ready("resources"):
             for t in await self._gather(upstream, "resource templates", lambda s, c: s.list_resource_templates(
@@ -111,6 +113,7 @@ class PassThrough:
     async def unsubscribe_resource(self, ctx: ServerRequestContext[Any, Any],
                                    params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         """Forgotten for this session; forwarded upstream when nobody holds the resource any more."""
+        self._admit("resources/unsubscribe")
         server, uri = self._resource(params.uri)
         if self.gateway.upstreams.router.unsubscribe(server, uri, self.gateway):
             await self.gateway.upstreams.unsubscribe(server, uri)
@@ -121,6 +124,7 @@ class PassThrough:
     async def list_prompts(self, ctx: ServerRequestContext[Any, Any],
                            params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         """Every ready upstream's prompts the role may get, as ``<server>__<prompt>``."""
+        self._admit("prompts/list")
         out: list[types.Prompt] = []
         for upstream in self.gateway.upstreams.ready("prompts"):
             for prompt in await self._gather(upstream, "prompts", lambda s, c: s.list_prompts(params=c),
@@ -164,6 +168,7 @@ class PassThrough:
 
         Each upstream that logs is asked for the lowest level any session wants.
         """
+        self._admit("logging/setLevel")
         self.gateway.log_level = params.level
         levels = [g.log_level for g in self.gateway.upstreams.router.gateways if g.log_level is not None]
         lowest = min(levels, key=LOG_LEVELS.index) if levels else params.level
@@ -227,6 +232,22 @@ class PassThrough:
         return cast(SamplingResult | types.ElicitResult, answer)
 
     # --- deciding, forwarding, recording ----------------------------------------------------------
+
+    def _admit(self, method: str) -> None:
+        """A locked or disabled principal reaches no upstream at all: not to list, unsubscribe or set a log level.
+
+        Requests that are decided (reads, prompts, completions) meet the lock in ``Gateway.decide``; these are
+        not decided by policy, so the lock is checked here. Refused with a JSON-RPC error, audited.
+        """
+        gw = self.gateway
+        refused = gw.guard.refusal()
+        if refused is None:
+            return
+        code, message = refused
+        gw.audit("request_refused", {"session_id": gw.session.id, "principal": gw.principal.name,
+                                     "method": method, "code": code, "message": message})
+        raise MCPError(types.INVALID_REQUEST, f"denied [{code}]: {message}", data={"code": code})
+
 
     def require(self, method: Method, server: str, name: str, args: dict[str, Any]) -> Decision:
         """Decide (and log) a request that is not a tool call; a denial is a JSON-RPC error naming the reason."""

@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 from support.gateway import (
     REQUEST_TIMEOUT_S,
     GatewayClient,
@@ -40,6 +41,8 @@ from support.gateway import (
     require_upstreams,
     serve_gateway,
     text_of,
+    toml_list,
+    toml_str,
     write_two_upstream_config,
 )
 
@@ -275,3 +278,30 @@ def test_a_lock_is_seen_by_every_replica(db_settings: Settings) -> None:
         assert [e.kind for e in AuditLog(one).tail(100)].count("principal_locked") == 1
         replicas[1].trust.unlock_principal("replicated-bot", reason="reviewed")
         assert not replicas[0].trust.principal_state("replicated-bot").locked
+
+
+def test_locked_principal_lists_and_sets_log_levels_upstream(tmp_path: Path) -> None:
+    """Requests policy does not decide (listings, unsubscribe, logging/setLevel) reached upstreams for a locked
+    principal (found by a second look): each is refused with ``principal_locked`` and audited."""
+    node = require_upstreams()
+    everything = Path(__file__).resolve().parents[2] / ".mcp-servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+    config = tmp_path / "writ.toml"
+    config.write_text(f"[upstreams.everything]\ncommand = {toml_str(node)}\n"
+                      f"args = {toml_list([str(everything), 'stdio'])}\n")
+    data = tmp_path / "writ-home"
+    register(data, {"exec-bot": "executor"})
+    with open_services(Settings(home=data)) as w:
+        assert w.trust.status.lock("exec-bot", session_id="s-old", decision_id=None, codes=("step_not_in_plan",))
+    requests = {
+        "resources/list": lambda s: s.list_resources(),
+        "resources/templates/list": lambda s: s.list_resource_templates(),
+        "prompts/list": lambda s: s.list_prompts(),
+        "logging/setLevel": lambda s: s.set_logging_level("debug"),
+        "resources/unsubscribe": lambda s: s.unsubscribe_resource("writ://everything/demo://resource/static/x"),
+    }
+    with gateway_client(config, "exec-bot", data, tmp_path / "gateway.log") as client:
+        for method, send in requests.items():
+            with pytest.raises(MCPError, match=r"denied \[principal_locked\]"):
+                client.portal.call(send, client.session)
+    refused = [e.payload["method"] for e in audit_entries(data) if e.kind == "request_refused"]
+    assert refused == list(requests)
