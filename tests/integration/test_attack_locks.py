@@ -15,8 +15,8 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,17 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from support.gateway import (
-    REQUEST_TIMEOUT_S,
     GatewayClient,
     audit_entries,
     gateway_client,
+    http_gateway_client,
     issue_token,
     reason_codes,
     register,
@@ -91,21 +87,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         yield Env(repo, files, config, data_dir, keys, url, log)
 
 
-@contextmanager
-def http_session(env: Env, token: str) -> Iterator[GatewayClient]:
+def http_session(env: Env, token: str) -> AbstractContextManager[GatewayClient]:
     """A new MCP session over HTTP with ``token``."""
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[ClientSession]:
-        async with (
-            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
-            streamable_http_client(env.url, http_client=http) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
-        ):
-            await session.initialize()
-            yield session
-
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
-        yield GatewayClient(portal, session)
+    return http_gateway_client(env.url, token)
 
 
 def writ(env: Env, *args: str, code: int = 0) -> str:

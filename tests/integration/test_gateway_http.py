@@ -5,23 +5,19 @@ tokens issued with `writ tokens new`, and the official SDK client (`streamable_h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from support.gateway import (
-    REQUEST_TIMEOUT_S,
     STANDARD_PRINCIPALS,
     GatewayClient,
     audit_entries,
+    http_gateway_client,
     issue_token,
     reason_codes,
     register,
@@ -70,20 +66,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         yield Env(repo, files, data_dir, url, log)
 
 
-@contextmanager
-def http_client(env: Env, token: str) -> Iterator[GatewayClient]:
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[ClientSession]:
-        async with (
-            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
-            streamable_http_client(env.url, http_client=http) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
-        ):
-            await session.initialize()
-            yield session
-
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
-        yield GatewayClient(portal, session)
+def http_client(env: Env, token: str) -> AbstractContextManager[GatewayClient]:
+    return http_gateway_client(env.url, token)
 
 
 def post_init(env: Env, headers: dict[str, str]) -> httpx.Response:

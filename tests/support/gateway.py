@@ -148,6 +148,26 @@ class GatewayClient:
 
 
 @contextmanager
+def http_gateway_client(url: str, token: str) -> Iterator[GatewayClient]:
+    """A new MCP session over streamable HTTP at ``url`` (``writ serve``'s ``/mcp``), authenticated by ``token``."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[ClientSession]:
+        async with (
+            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
+            streamable_http_client(url, http_client=http) as (read, write),
+            ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
+        ):
+            await session.initialize()
+            yield session
+
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
+        yield GatewayClient(portal, session)
+
+
+@contextmanager
 def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Path) -> Iterator[GatewayClient]:
     """`python -m writ.engine.cli.gateway` (the `writ mcp` command) as a subprocess, and a session to it."""
     params = StdioServerParameters(
