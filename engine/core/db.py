@@ -227,7 +227,8 @@ def _prepare_sqlite_file(url: URL, settings: Settings, *, create: bool) -> None:
         )
     if not path.parent.is_dir():
         try:
-            path.parent.mkdir(mode=0o700, parents=True)
+            # exist_ok: several processes may open a new data directory at once.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(
                 f"cannot create data directory {path.parent}: {e.strerror or e}"
