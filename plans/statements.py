@@ -169,3 +169,21 @@ def sign_approval(
     """An approver's signed decision on the plan with this id."""
     statement = ApprovalStatement.for_plan(plan_id, approver=approver, decision=decision, comment=comment, at=at)
     return sign_statement(statement, key)
+
+
+def unverified_statement(raw: bytes, limits: PlanLimits | None = None) -> ApprovalStatement:
+    """The approval statement an envelope carries, NOT verified: what it claims, for checks before verification.
+
+    The approval workflow's Update validators use it to refuse what could never count (another
+    plan's digest, the planner's own name, an approver who already decided) before anything
+    enters history; whether the claim is true is for the verifier (``writ.plans.verify``).
+    ``InputError`` (``envelope_invalid``, ``statement_invalid``) for anything else.
+    """
+    limits = limits or PlanLimits()
+    envelope = dsse.Envelope.from_json(raw, max_bytes=limits.max_envelope_bytes, max_signatures=limits.max_signatures)
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise InputError(
+            f"payloadType is {envelope.payload_type!r}, an approval is {IN_TOTO_PAYLOAD_TYPE!r}",
+            code=reasons.STATEMENT_INVALID,
+        )
+    return ApprovalStatement.from_payload(envelope.payload, limits)

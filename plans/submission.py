@@ -16,6 +16,7 @@ of what was sent and, when a trusted key verified it, who signed it; ADR 0009).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import insert, select
@@ -141,7 +142,12 @@ class PlanSubmission(PlanStoreBase):
     # -- approvals ------------------------------------------------------------------------------
 
     def add_approval(
-        self, plan_id: str, envelope: bytes | dsse.Envelope, *, now: datetime | None = None
+        self,
+        plan_id: str,
+        envelope: bytes | dsse.Envelope,
+        *,
+        now: datetime | None = None,
+        via: Mapping[str, str] | None = None,
     ) -> ApprovalResult:
         """Store one signed approval or rejection of a pending plan, then ``evaluate`` the plan.
 
@@ -149,12 +155,13 @@ class PlanSubmission(PlanStoreBase):
         count now, for any ``IgnoreReason``: garbage, a bad or untrusted signature, another
         plan's digest, the planner's own, a revoked key, outside the required groups, or a
         second decision by the same approver (the first stands; ADR 0008). The same
-        envelope submitted again is stored once.
+        envelope submitted again is stored once. ``via``: where the decision came from (the
+        approval workflow's ``workflow_id`` and ``run_id``), recorded in its audit entry.
         """
         now = now_or_utc(now)
         raw = _as_bytes(envelope)
         refused: dict[str, object] = {"plan_id": plan_id, "envelope_sha256": sha256_digest(raw),
-                                      "received_at": db_time(now)}
+                                      "received_at": db_time(now), **(via or {})}
         try:
             envelope_digest = self._approval_digest(raw)
             counted = self._counted_decision(plan_id, raw, envelope_digest, now, refused)
@@ -173,6 +180,7 @@ class PlanSubmission(PlanStoreBase):
                 "at": iso(counted.at),
                 "envelope_digest": envelope_digest,
                 "received_at": db_time(now),
+                **(via or {}),
             },
         )
         return self.evaluate(plan_id, now=now)

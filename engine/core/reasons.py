@@ -167,6 +167,14 @@ API_ROLE_FORBIDDEN: Final = "api_role_forbidden"
 RATE_LIMITED: Final = "rate_limited"
 NOT_READY: Final = "not_ready"
 
+# -- the approval workflow (Temporal) and notifications --------------------------------------------
+WORKFLOW_UNAVAILABLE: Final = "workflow_unavailable"
+WORKFLOW_MISSING: Final = "workflow_missing"
+WORKFLOW_FAILED: Final = "workflow_failed"
+TEMPORAL_START_FAILED: Final = "temporal_start_failed"
+INSTANCE_KEY_MISSING: Final = "instance_key_missing"
+NOTIFICATION_FAILED: Final = "notification_failed"
+
 # -- the demo -----------------------------------------------------------------------------------------
 DEMO_PREREQUISITES: Final = "demo_prerequisites"
 DEMO_DATA_DIR_NOT_EMPTY: Final = "demo_data_dir_not_empty"

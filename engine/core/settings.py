@@ -70,6 +70,62 @@ class Limits(BaseModel):
     plans: PlanLimits = Field(default_factory=PlanLimits, description="Bounds on signed plans and approvals.")
 
 
+class NotifySettings(BaseModel):
+    """Where the approval workflow tells approvers that a plan waits for them (``WRIT_NOTIFY__*``).
+
+    No channel configured: nothing is sent, and the audit log says so once per plan.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    webhook_url: str | None = Field(
+        None, description="POST a signed JSON notice here (header Writ-Signature, Ed25519 instance key)."
+    )
+    smtp_host: str | None = Field(None, description="Send email through this SMTP server (approvers with an email).")
+    smtp_port: int = Field(25, gt=0, le=65535, description="Port of the SMTP server.")
+    email_from: str = Field("writ@localhost", description="From address of notification emails.")
+    timeout_s: float = Field(10.0, gt=0, description="Time one webhook POST or SMTP exchange may take.")
+    max_attempts: int = Field(5, ge=1, description="Tries per notice and channel, with backoff (Temporal retries).")
+    first_retry_s: float = Field(2.0, gt=0, description="Wait before the second try; doubles each time.")
+
+
+class TemporalSettings(BaseModel):
+    """How Writ reaches Temporal: ``settings.temporal``, from ``WRIT_TEMPORAL_ADDRESS``, ``WRIT_TEMPORAL_NAMESPACE``...
+
+    No address: the dev server that ``writ serve`` starts on 127.0.0.1:``port``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str | None = Field(
+        None, description="host:port of a Temporal frontend; unset: the embedded dev server on 127.0.0.1:port."
+    )
+    port: int = Field(7233, gt=0, le=65535, description="Port of the embedded dev server (no address set).")
+    namespace: str = Field("default", min_length=1, description="Temporal namespace of the approval workflows.")
+    task_queue: str = Field(
+        "writ-approval", min_length=1,
+        description="Task queue of this Writ deployment; also the prefix of its workflow ids (one per database).",
+    )
+    tls: bool = Field(False, description="Connect with TLS (server certificate checked against tls_ca or the system).")
+    tls_ca: Path | None = Field(None, description="PEM file of the CA that signed the frontend's certificate.")
+    tls_cert: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    tls_key: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Time to reach Temporal before `workflow_unavailable`.")
+
+    @property
+    def embedded(self) -> bool:
+        """True when Writ runs the dev server itself (no address configured)."""
+        return self.address is None
+
+    @property
+    def target(self) -> str:
+        """The host:port clients connect to."""
+        return self.address or f"127.0.0.1:{self.port}"
+
+
+_TEMPORAL_FIELDS = TemporalSettings.model_fields
+
+
 class Settings(BaseSettings):
     """Writ's configuration. Environment variables are ``WRIT_`` + the field name in capitals."""
 
@@ -85,6 +141,23 @@ class Settings(BaseSettings):
     engine: Literal["embedded", "opa"] = Field("embedded", description="Which policy engine decides.")
     opa_url: str = Field("http://127.0.0.1:8181", description="Base URL of the OPA sidecar (engine=opa).")
     limits: Limits = Field(default_factory=Limits)
+    temporal_address: str | None = Field(None, description=_TEMPORAL_FIELDS["address"].description)
+    temporal_port: int = Field(7233, gt=0, le=65535, description=_TEMPORAL_FIELDS["port"].description)
+    temporal_namespace: str = Field("default", min_length=1, description=_TEMPORAL_FIELDS["namespace"].description)
+    temporal_task_queue: str = Field(
+        "writ-approval", min_length=1, description=_TEMPORAL_FIELDS["task_queue"].description
+    )
+    temporal_tls: bool = Field(False, description=_TEMPORAL_FIELDS["tls"].description)
+    temporal_tls_ca: Path | None = Field(None, description=_TEMPORAL_FIELDS["tls_ca"].description)
+    temporal_tls_cert: Path | None = Field(None, description=_TEMPORAL_FIELDS["tls_cert"].description)
+    temporal_tls_key: Path | None = Field(None, description=_TEMPORAL_FIELDS["tls_key"].description)
+    temporal_connect_timeout_s: float = Field(
+        5.0, gt=0, description=_TEMPORAL_FIELDS["connect_timeout_s"].description
+    )
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    public_url: str = Field(
+        "http://127.0.0.1:8420", description="Base URL of `writ serve` as approvers reach it (links in notices)."
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -96,6 +169,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'writ.sqlite'}"
+
+    @property
+    def temporal(self) -> TemporalSettings:
+        """The ``temporal_*`` settings as one object."""
+        return TemporalSettings(**{name: getattr(self, f"temporal_{name}") for name in _TEMPORAL_FIELDS})
 
     @property
     def effective_policy_dir(self) -> Path:

@@ -63,6 +63,7 @@ class Services:
     trust: TrustStore
     plans: PlanStore
     policy: PolicyEvaluator
+    audit: AuditLog
 
 
 class LocalPolicy:
@@ -115,7 +116,7 @@ def wire_services(
     audit = audit or AuditLog(store)
     trust = TrustStore(store, policy_groups(local), audit=audit)
     plans = PlanStore(store, trust, policy, limits=settings.limits.plans, audit=audit)
-    return Services(settings, store, trust, plans, policy)
+    return Services(settings, store, trust, plans, policy, audit)
 
 
 @contextmanager

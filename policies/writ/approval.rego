@@ -3,6 +3,8 @@
 # Entry points, always defined:
 #   data.writ.approval.requirement
 #     {"quorum", "required_groups", "max_ttl_seconds", "no_self_approval": true}
+#   data.writ.approval.schedule
+#     {"remind_after_hours", "escalate_after_hours", "escalate_to"}   (hours: a number or null)
 #   data.writ.approval.result
 #     {"satisfied", "rejected", "expired", "counted", "missing": {"approvals", "groups"},
 #      "ignored": [{"index", "approver", "reason"}], "violations": [{"code", "message"}]}
@@ -12,7 +14,8 @@
 #   plan {id, planner, created_at, expires_at, steps [{server, tool, ...}]},
 #   approvals [{approver, role, groups, decision, plan_id, at, key_valid}], now.
 # Data: data.writ.approval_rules {"default": rule, "servers": {server: rule}} where a rule
-#   has any of quorum, required_groups, max_ttl_seconds.
+#   has any of quorum, required_groups, max_ttl_seconds, remind_after_hours,
+#   escalate_after_hours, escalate_to.
 package writ.approval
 
 import data.writ.lib
@@ -150,6 +153,36 @@ requirement := {
 	"max_ttl_seconds": max_ttl_seconds,
 	"no_self_approval": true,
 }
+
+# ---------------------------------------------------------------------------
+# Schedule: when the approval workflow reminds approvers and escalates
+# ---------------------------------------------------------------------------
+
+# The earliest reminder and escalation any applicable rule asks for (null: none), and every
+# group any applicable rule escalates to. A rule: {"remind_after_hours": 4,
+# "escalate_after_hours": 12, "escalate_to": ["sre-leads"]}.
+schedule := {
+	"remind_after_hours": earliest_hours("remind_after_hours"),
+	"escalate_after_hours": earliest_hours("escalate_after_hours"),
+	"escalate_to": escalate_to,
+}
+
+earliest_hours(field) := min(hours) if {
+	hours := {h |
+		some r in applicable_rules
+		is_number(r[field])
+		r[field] > 0
+		h := r[field]
+	}
+	count(hours) > 0
+} else := null
+
+escalate_to := sort({g |
+	some r in applicable_rules
+	is_array(r.escalate_to)
+	some g in r.escalate_to
+	is_string(g)
+})
 
 # ---------------------------------------------------------------------------
 # Approvals: which ones count

@@ -528,3 +528,37 @@ test_every_violation_has_code_and_message if {
 		}
 	}
 }
+
+# ---------------------------------------------------------------------------
+# Schedule (reminders and escalation for the approval workflow)
+# ---------------------------------------------------------------------------
+
+schedule_of(i) := s if {
+	s := approval.schedule with input as i
+}
+
+test_schedule_from_shipped_rules if {
+	schedule_of(request([])) == {"remind_after_hours": 4, "escalate_after_hours": 12, "escalate_to": ["security"]}
+}
+
+test_schedule_none_when_no_rule_asks if {
+	s := approval.schedule with input as request_for(other_step, [])
+		with data.writ.approval_rules as {"default": {"quorum": 1}}
+	s == {"remind_after_hours": null, "escalate_after_hours": null, "escalate_to": []}
+}
+
+test_schedule_takes_the_earliest_and_every_group if {
+	rules := {
+		"default": {"quorum": 1, "remind_after_hours": 8, "escalate_to": ["leads"]},
+		"servers": {"git": {"remind_after_hours": 2, "escalate_after_hours": 6, "escalate_to": ["sre-leads"]}},
+	}
+	s := approval.schedule with input as request([]) with data.writ.approval_rules as rules
+	s == {"remind_after_hours": 2, "escalate_after_hours": 6, "escalate_to": ["leads", "sre-leads"]}
+}
+
+test_schedule_ignores_non_positive_and_non_numeric_hours if {
+	rules := {"default": {"quorum": 1, "remind_after_hours": 0, "escalate_after_hours": "soon"}}
+	s := approval.schedule with input as request([]) with data.writ.approval_rules as rules
+	s.remind_after_hours == null
+	s.escalate_after_hours == null
+}

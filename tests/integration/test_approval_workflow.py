@@ -1,0 +1,193 @@
+"""The approval workflow on Temporal's real dev server: Updates count decisions, validators keep junk out of history.
+
+Every test has its own data directory and task queue on the session's dev server, a worker
+on its own stores, and real signed plans and approvals (tests/support/approvals.py). The
+shipped policy asks two approvals including a code owner (alice or bob) for an fs plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.approvals import World, approval_world, run, running_worker
+from temporalio.api.enums.v1 import EventType
+
+from writ.engine.core import reasons
+from writ.engine.core.errors import ApprovalRefused, WorkflowUnavailable
+from writ.engine.core.settings import Settings
+from writ.plans.lifecycle import PlanState
+from writ.workflows.approval.client import ApprovalClient
+
+pytestmark = pytest.mark.temporal
+
+
+@pytest.fixture
+def world(tmp_path: Path, temporal_env: str) -> Any:
+    with approval_world(tmp_path, temporal_env) as w:
+        yield w
+
+
+async def _updates_in_history(client: ApprovalClient, plan_id: str) -> int:
+    history = await client.client.get_workflow_handle(client.workflow_id(plan_id)).fetch_history()
+    return sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+
+
+def test_two_code_owner_approvals_approve_the_plan(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> tuple[str, str, Any]:
+        async with running_worker(world) as client:
+            assert await client.start(record) is True
+            first = await client.decide(record.id, world.approval(record.id, "alice", comment="ok"), "approve")
+            second = await client.decide(record.id, world.approval(record.id, "bob"), "approve")
+            return first.summary, second.summary, await client.status(record.id)
+
+    first, second, status = run(scenario())
+    assert first == "1/2; missing: 1 more approval"
+    assert second == "2/2; approved"
+    assert world.services.plans.get(record.id).state is PlanState.APPROVED
+    assert status.state == "approved"
+    assert [d.approver for d in status.decisions] == ["alice", "bob"]
+    counted = world.audit("approval")
+    assert [c["approver"] for c in counted] == ["alice", "bob"]
+    assert all(c["workflow_id"].endswith(record.id) and c["run_id"] for c in counted)
+    events = [e["event"] for e in world.audit("workflow")]
+    assert events[0] == "started"
+
+
+def test_second_start_for_the_same_plan_is_refused(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> tuple[bool, bool]:
+        client = await ApprovalClient.connect(world.settings)
+        return await client.start(record), await client.start(record)
+
+    assert run(scenario()) == (True, False)
+
+
+@pytest.mark.parametrize(("who", "signer", "other_plan", "code"), [
+    ("plan-bot", "plan-bot", False, "approval_self_approval"),
+    ("alice", "alice", True, "approval_wrong_plan"),
+])
+def test_validator_refusals_never_enter_history(world: World, who: str, signer: str, other_plan: bool,
+                                                code: str) -> None:
+    record = world.submit()
+    target = world.submit("Another plan") if other_plan else record
+
+    async def scenario() -> int:
+        async with running_worker(world) as client:
+            await client.start(record)
+            with pytest.raises(ApprovalRefused) as refused:
+                await client.decide(record.id, world.approval(target.id, who, signer=signer), "approve")
+            assert refused.value.code == code
+            return await _updates_in_history(client, record.id)
+
+    assert run(scenario()) == 0
+    assert world.services.plans.approvals(record.id) == []
+    audited = world.audit("approval_refused")
+    assert [a["code"] for a in audited] == [code]
+    assert audited[0]["stage"] == "workflow" and audited[0]["run_id"]
+
+
+def test_a_duplicate_decision_is_refused_before_history(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> int:
+        async with running_worker(world) as client:
+            await client.start(record)
+            await client.decide(record.id, world.approval(record.id, "alice"), "approve")
+            with pytest.raises(ApprovalRefused) as refused:
+                await client.decide(record.id, world.approval(record.id, "alice", "reject"), "reject")
+            assert refused.value.code == "approval_duplicate_approver"
+            return await _updates_in_history(client, record.id)
+
+    assert run(scenario()) == 1  # alice's first approval only
+    assert [a.approver for a in world.services.plans.approvals(record.id)] == ["alice"]
+
+
+def test_an_approval_after_expiry_is_refused_before_history(world: World) -> None:
+    record = world.submit(ttl=timedelta(seconds=3))
+
+    async def scenario() -> tuple[int, str]:
+        async with running_worker(world) as client:
+            await client.start(record)
+            for _ in range(100):  # the expiry timer fires at the plan's expiry time
+                if (await client.status(record.id)).state == "expired":
+                    break
+                await asyncio.sleep(0.1)
+            with pytest.raises(ApprovalRefused) as refused:
+                await client.decide(record.id, world.approval(record.id, "alice"), "approve")
+            return await _updates_in_history(client, record.id), refused.value.code
+
+    updates, code = run(scenario())
+    assert (updates, code) == (0, reasons.PLAN_EXPIRED)
+    assert world.services.plans.get(record.id).state is PlanState.EXPIRED
+    assert "expired" in [e["event"] for e in world.audit("workflow")]
+
+
+def test_a_signature_by_someone_else_is_refused_by_the_store_and_audited(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> str:
+        async with running_worker(world) as client:
+            await client.start(record)
+            with pytest.raises(ApprovalRefused) as refused:  # names alice, signed by dave's key
+                await client.decide(record.id, world.approval(record.id, "alice", signer="dave"), "approve")
+            return refused.value.code
+
+    assert run(scenario()) == "approval_foreign_key"
+    refusals = world.audit("approval_refused")
+    assert refusals[0]["code"] == "approval_foreign_key" and refusals[0]["workflow_id"].endswith(record.id)
+    assert world.services.plans.approvals(record.id) == []
+
+
+def test_a_counted_rejection_ends_the_plan(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> tuple[str, str]:
+        async with running_worker(world) as client:
+            await client.start(record)
+            count = await client.decide(record.id, world.approval(record.id, "bob", "reject",
+                                                                  comment="touches prod"), "reject")
+            return count.summary, (await client.outcome(record.id)).state
+
+    summary, end = run(scenario())
+    assert summary == "0/2; rejected by bob"
+    assert end == "rejected"
+    assert world.services.plans.get(record.id).state is PlanState.REJECTED
+    assert [e["event"] for e in world.audit("workflow")][-1] == "ended"
+
+
+def test_execution_end_is_recorded_from_the_store_then_export(world: World) -> None:
+    record = world.submit()
+    plans = world.services.plans
+
+    async def scenario() -> Any:
+        async with running_worker(world) as client:
+            await client.start(record)
+            await client.decide(record.id, world.approval(record.id, "alice"), "approve")
+            await client.decide(record.id, world.approval(record.id, "bob"), "approve")
+            await client.plan_finished(record.id, "completed")  # a hint while it is not over: nothing ends
+            plans.begin(record.id, "exec-bot")
+            plans.finish(record.id, "aborted", reason="operator stopped it")
+            await client.plan_finished(record.id, "aborted", by="exec-bot")
+            return await client.outcome(record.id)
+
+    outcome = run(scenario())
+    assert (outcome.state, outcome.export) == ("aborted", "pending")
+    events = [e["event"] for e in world.audit("workflow")]
+    assert events[-3:] == ["execution_ended", "export_pending", "ended"]
+
+
+def test_no_temporal_means_workflow_unavailable(tmp_path: Path) -> None:
+    from support.gateway import free_port
+
+    settings = Settings(home=tmp_path, temporal_address=f"127.0.0.1:{free_port()}", temporal_connect_timeout_s=2)
+    with pytest.raises(WorkflowUnavailable) as e:
+        run(ApprovalClient.connect(settings))
+    assert e.value.code == reasons.WORKFLOW_UNAVAILABLE
+    assert "cannot reach Temporal" in e.value.message and "WRIT_TEMPORAL" in e.value.message

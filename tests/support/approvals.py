@@ -1,0 +1,86 @@
+"""A data directory with people and a signed plan, for the approval workflow's tests.
+
+    with approval_world(tmp_path, temporal_env) as world:      # Settings on the test's task queue
+        record = world.submit("Fix typo")                       # a pending fs plan (2 approvals, a code owner)
+        world.approval(record.id, "alice")                      # alice's signed approval, as bytes
+
+People (groups from the shipped policies/writ/groups.json): plan-bot plans, alice and bob are
+code owners, carol is in security (the shipped escalation group), dave approves but is in no
+group, exec-bot executes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from writ.engine.core.settings import Settings
+from writ.engine.core.timeutil import utc_now
+from writ.engine.wiring.datadir import init_data_dir
+from writ.engine.wiring.services import Services, open_services
+from writ.plans.keys import PrivateKey
+from writ.plans.models import Plan, PlanStep
+from writ.plans.records import PlanRecord
+from writ.plans.statements import Decision, sign_approval, sign_plan
+from writ.workflows.approval.client import ApprovalClient
+from writ.workflows.approval.worker import approval_worker
+
+PEOPLE = {"plan-bot": "planner", "alice": "approver", "bob": "approver", "carol": "approver",
+          "dave": "approver", "exec-bot": "executor"}
+DEF = "sha256:" + "ab" * 32
+
+
+@dataclass
+class World:
+    """The settings, the wired stores and every person's key."""
+
+    settings: Settings
+    services: Services
+    keys: dict[str, PrivateKey]
+
+    def submit(self, title: str = "Write notes.txt", *, ttl: timedelta = timedelta(hours=24),
+               created_at: datetime | None = None) -> PlanRecord:
+        created = created_at or utc_now()
+        plan = Plan.new(title=title, rationale="for the test", planner="plan-bot", ttl=ttl, now=created,
+                        steps=[PlanStep(server="fs", tool="write_file", definition_digest=DEF,
+                                        args={"path": "/srv/notes.txt", "content": title})])
+        return self.services.plans.submit(sign_plan(plan, self.keys["plan-bot"]).to_json(), now=created)
+
+    def approval(self, plan_id: str, who: str, decision: Decision = "approve", *, signer: str | None = None,
+                 comment: str = "") -> bytes:
+        key = self.keys[signer or who]
+        return sign_approval(plan_id, key, approver=who, decision=decision, comment=comment).to_json()
+
+    def audit(self, kind: str) -> list[dict[str, Any]]:
+        return [e.payload for e in self.services.audit.tail(100_000) if e.kind == kind]
+
+
+@contextmanager
+def approval_world(tmp_path: Path, task_queue: str, **settings: Any) -> Iterator[World]:
+    """A fresh data directory (``writ init``) with the people above, on ``task_queue``."""
+    config = Settings(home=tmp_path / "writ-home", temporal_task_queue=task_queue, **settings)
+    init_data_dir(config)
+    with open_services(config, create=False) as services:
+        keys: dict[str, PrivateKey] = {}
+        for name, role in PEOPLE.items():
+            services.trust.add_principal(name, role)
+            keys[name] = PrivateKey.generate()
+            services.trust.add_key(name, keys[name].public_key)
+        yield World(config, services, keys)
+
+
+@asynccontextmanager
+async def running_worker(world: World) -> AsyncIterator[ApprovalClient]:
+    """A client, and a worker on the world's stores, for the length of the block."""
+    client = await ApprovalClient.connect(world.settings, audit=world.services.audit)
+    async with approval_worker(client.client, world.services):
+        yield client
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
