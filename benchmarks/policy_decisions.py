@@ -5,13 +5,15 @@
 One run measures, on the same realistic mix of inputs (reads, writes with and without
 a plan, governance tools):
 
-- ``embedded``: ``EmbeddedEngine.decide`` (regorus in process, engine reused);
+- ``embedded``: ``EmbeddedEngine.decide`` (regorus in process: the compiled program, ADR 0014);
+- ``embedded_interpreted``: the same with ``compiled=False`` (regorus's tree interpreter alone);
 - ``opa_sidecar_http``: ``OpaSidecarEngine.decide`` -> HTTP on loopback -> the OPA REST
   server of ``tests/support/opa_rest_server.py`` (OPA's Go engine) in a subprocess;
 - ``opa_in_process``: the same Go engine called directly (``opa_bindings``), without
   Writ's checks or HTTP, as a reference point.
 
-Progress goes to stderr, one JSON document to stdout.
+Progress goes to stderr, one JSON document to stdout. ``goals`` says whether this run met
+issue 13's: embedded p50 <= 100 µs, p99 <= 250 µs, and at least 4x faster than OPA in process.
 """
 
 from __future__ import annotations
@@ -155,6 +157,19 @@ def measure(name: str, call: Callable[[PolicyInput], Any], warm: list[PolicyInpu
     }
 
 
+def goals(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Issue 13's goals for the embedded engine, checked on this run's figures."""
+    e, opa = runs["embedded"], runs["opa_in_process"]
+    speedup = round(opa["p50_us"] / e["p50_us"], 2)
+    return {
+        "embedded_p50_us_at_most_100": e["p50_us"] <= 100,
+        "embedded_p99_us_at_most_250": e["p99_us"] <= 250,
+        "opa_in_process_p50_over_embedded_p50": speedup,
+        "at_least_4x_opa_in_process": speedup >= 4,
+        "interpreted_p50_over_compiled_p50": round(runs["embedded_interpreted"]["p50_us"] / e["p50_us"], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="measured decisions per engine (default 2000)")
@@ -165,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     inputs = build_inputs(args.n, args.seed)
     warm = build_inputs(args.warmup, args.seed + 1)
     embedded = EmbeddedEngine(shipped_policy_dir(), Limits(policy_reload_interval_s=3600))
+    interpreted = EmbeddedEngine(shipped_policy_dir(), Limits(policy_reload_interval_s=3600), compiled=False)
     ps = embedded.policy_set
     print(f"policy set {ps.revision}: {len(inputs)} inputs, {args.warmup} warm-up", file=sys.stderr, flush=True)
 
@@ -181,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             runs: dict[str, dict[str, Any]] = {}
             print("embedded (regorus, reused engine) ...", file=sys.stderr, flush=True)
             runs["embedded"] = measure("embedded", embedded.decide, warm, inputs)
+            print("embedded, interpreter only (compiled=False) ...", file=sys.stderr, flush=True)
+            runs["embedded_interpreted"] = measure("embedded_interpreted", interpreted.decide, warm, inputs)
             print(f"opa sidecar over HTTP ({server.url}) ...", file=sys.stderr, flush=True)
             runs["opa_sidecar_http"] = measure("opa_sidecar_http", sidecar.decide, warm, inputs)
             print("opa in process (opa_bindings, reference) ...", file=sys.stderr, flush=True)
@@ -192,10 +210,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # The engines must agree on every decision they just made.
     disagreements = 0
-    for a, b, raw in zip(runs["embedded"]["_results"], runs["opa_sidecar_http"]["_results"],
-                         runs["opa_in_process"]["_results"]):
+    for a, i, b, raw in zip(runs["embedded"]["_results"], runs["embedded_interpreted"]["_results"],
+                            runs["opa_sidecar_http"]["_results"], runs["opa_in_process"]["_results"]):
         raw_view = (raw["allow"], sorted(r["code"] for r in raw["reasons"]))
-        disagreements += not ((a.allow, a.reason_codes) == (b.allow, b.reason_codes) == raw_view)
+        views = [(d.allow, d.reason_codes) for d in (a, i, b)]
+        disagreements += not (views[0] == views[1] == views[2] == raw_view)
     allowed = sum(d.allow for d in runs["embedded"]["_results"])
     for run in runs.values():
         del run["_results"]
@@ -210,8 +229,12 @@ def main(argv: list[str] | None = None) -> None:
         "mix": {name: share for share, name, _ in MIX},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "engines": runs,
+        "goals": goals(runs),
+        "compiled_entry_points": embedded.compiled.report(),
         "notes": {
-            "embedded": "EmbeddedEngine.decide: bounds, regorus evaluation, result validation (one thread, engine reused)",
+            "embedded": "EmbeddedEngine.decide: bounds, regorus's compiled program (RVM), result validation "
+                        "(one thread, VM reused)",
+            "embedded_interpreted": "EmbeddedEngine(compiled=False).decide: the same on regorus's tree interpreter",
             "opa_sidecar_http": "OpaSidecarEngine.decide -> POST /v1/data/writ/authz/decision?provenance=True "
                                 "-> tests/support/opa_rest_server.py (OPA Go engine) over loopback keep-alive HTTP",
             "opa_in_process": "opa_bindings.OpaEngine.eval_document only: no Writ checks, no HTTP (reference)",

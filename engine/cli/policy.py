@@ -137,25 +137,30 @@ def policy_eval(input_file: Path, query: str | None, policy_dir: Path | None, as
 def policy_check(directory: Path | None, as_json: bool) -> None:
     """Load-time check: parse errors and builtins the embedded engine lacks, with file and line.
 
-    A policy set that fails this check is refused by `writ serve` as well.
+    A policy set that fails this check is refused by `writ serve` as well. Also says which
+    entry points the embedded engine runs compiled, and which on its interpreter (and why).
 
     \b
     Example:
       writ policy check policies/
       writ policy check --json
     """
+    from writ.engine.policy.compiled import compile_policy_set
     from writ.engine.policy.policyset import load_policy_set
 
     root = _policy_dir(directory)
     ps = load_policy_set(root, include_tests=True)
-    revision = load_policy_set(root).revision
+    deciding = load_policy_set(root)
+    entry_points = compile_policy_set(deciding).report()
     if as_json:
         echo_json({"policy_dir": str(root), "modules": sorted(ps.modules), "data_files": sorted(ps.data_files),
-                   "packages": list(ps.packages), "revision": revision})
+                   "packages": list(ps.packages), "revision": deciding.revision, "entry_points": entry_points})
         return
     click.echo(f"ok: {len(ps.modules)} modules, {len(ps.data_files)} data files, packages "
                f"{', '.join(ps.packages)}")
-    click.echo(f"revision (without tests): {revision}")
+    click.echo(f"revision (without tests): {deciding.revision}")
+    for e in entry_points:
+        click.echo(f"{e['mode']:<12} {e['entry_point']}" + (f"  ({e['why']})" if e["why"] else ""))
 
 
 @policy.command("bundle")

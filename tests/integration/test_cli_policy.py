@@ -90,6 +90,18 @@ def test_policy_check_reports_file_and_line(tmp_path: Path) -> None:
     assert "a.rego:5:" in out and "crypto.sha256" in out
     code, out = run("policy", "check")
     assert code == 0 and "writ.authz" in out
+    assert "compiled     data.writ.authz.decision" in out
+
+
+def test_policy_check_names_entry_points_left_to_the_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "writ").mkdir()
+    (tmp_path / "writ" / "authz.rego").write_text(
+        "package writ.authz\n\nxs := [v | walk(input, [_, v])]\n\n"
+        'decision := {"allow": count(xs) > 0, "reasons": [], "obligations": []}\n'
+    )
+    code, out = run("policy", "check", str(tmp_path))
+    assert code == 0, out
+    assert "interpreted  data.writ.authz.decision  (" in out and "walk" in out
 
 
 def test_policy_check_json(policy_dir: Path) -> None:
@@ -98,6 +110,7 @@ def test_policy_check_json(policy_dir: Path) -> None:
     doc = json.loads(out)
     assert doc["policy_dir"] == str(policy_dir) and "writ.authz" in doc["packages"]
     assert doc["revision"] == load_policy_set(policy_dir).revision and "writ/authz.rego" in doc["modules"]
+    assert {"entry_point": "data.writ.authz.decision", "mode": "compiled", "why": None} in doc["entry_points"]
 
 
 def test_policy_commands_use_the_policy_dir_recorded_by_init(policy_copy: Path, tmp_path: Path) -> None:

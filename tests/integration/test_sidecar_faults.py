@@ -22,6 +22,7 @@ from support.opa import opa_sidecar, unused_port, write_policies
 from writ.engine.core.errors import PolicyLoadError
 from writ.engine.core.settings import Limits, shipped_policy_dir
 from writ.engine.policy.base import PolicyEngine
+from writ.engine.policy.compiled import ThreadVm, compile_policy_set
 from writ.engine.policy.embedded import EmbeddedEngine, build_regorus
 from writ.engine.policy.models import Decision, PolicyInput
 from writ.engine.policy.policyset import PolicySet, load_policy_set
@@ -238,19 +239,20 @@ class _ForeignThreadEngine:
         self._ready = threading.Event()
         self._done = threading.Event()
         self.engine: Any = None
+        self.vm: Any = None
         self._thread = threading.Thread(target=self._run, args=(ps,), daemon=True)
         self._thread.start()
         self._ready.wait(30)
 
     def _run(self, ps: PolicySet) -> None:
-        engine = build_regorus(ps)
-        self.engine = engine
+        engine, vm = build_regorus(ps), ThreadVm(compile_policy_set(ps), ps)
+        self.engine, self.vm = engine, vm
         self._ready.set()
         self._done.wait(60)
-        del engine  # the last reference goes on this thread, where dropping it is allowed
+        del engine, vm  # the last references go on this thread, where dropping them is allowed
 
     def close(self) -> None:
-        self.engine = None
+        self.engine = self.vm = None
         self._done.set()
         self._thread.join(30)
 
@@ -261,6 +263,9 @@ def test_regorus_panic_is_engine_error_and_the_caller_survives() -> None:
 
         def _engine_for(self, ps: PolicySet) -> Any:
             return self.foreign.engine if self.foreign is not None else super()._engine_for(ps)
+
+        def _vm_for(self, loaded: Any) -> Any:  # the compiled VM panics first, then the interpreter
+            return self.foreign.vm if self.foreign is not None else super()._vm_for(loaded)
 
     engine = EngineFromAnotherThread(shipped_policy_dir(), Limits(policy_reload_interval_s=1e9))
     engine.foreign = _ForeignThreadEngine(engine.policy_set)

@@ -17,6 +17,7 @@ from writ.attestations.audit import AuditLog
 from writ.engine.core.db import open_database
 from writ.engine.core.settings import Settings
 from writ.engine.policy.base import PolicyEngine
+from writ.engine.policy.compiled import ThreadVm
 from writ.engine.policy.embedded import EmbeddedEngine, build_regorus
 from writ.engine.policy.pdp import DecisionPoint
 
@@ -178,15 +179,15 @@ def test_keyboard_interrupt_and_system_exit_still_stop_the_process(settings: Set
 def test_a_regorus_panic_inside_the_embedded_engine_is_a_logged_deny_and_the_engine_recovers(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A real panic from regorus (its engine used from a foreign thread) denies with engine_error, is
-    audited, and the next call gets a fresh engine."""
+    """A real panic from regorus (its compiled VM and its interpreter used from a foreign thread) denies
+    with engine_error, is audited, and the next call gets a fresh VM and engine."""
     engine = EmbeddedEngine(settings.effective_policy_dir, settings.limits)
     pdp = DecisionPoint(engine, AuditLog(open_database(settings)))
     foreign: list[Any] = []
     built, done = threading.Event(), threading.Event()
 
-    def owner() -> None:  # makes the engine, and drops it on its own thread at the end (regorus insists)
-        foreign.append(build_regorus(engine.policy_set))
+    def owner() -> None:  # makes both, and drops them on their own thread at the end (regorus insists)
+        foreign.extend([build_regorus(engine.policy_set), ThreadVm(engine.compiled, engine.policy_set)])
         built.set()
         done.wait(30)
         foreign.clear()
@@ -195,6 +196,7 @@ def test_a_regorus_panic_inside_the_embedded_engine_is_a_logged_deny_and_the_eng
     keeper.start()
     built.wait(30)
     monkeypatch.setattr(engine, "_engine_for", lambda ps: foreign[0])
+    monkeypatch.setattr(engine, "_vm_for", lambda loaded: foreign[1])  # the VM panics, the interpreter too
     try:
         d = pdp.decide(call_input(tool="git_status"))
     finally:
