@@ -5,6 +5,7 @@
     $ writ principals list --json | jq '.[].name'
     $ writ principals unlock exec-bot --reason "reviewed: the issue text told it to delete files"
     $ writ principals disable exec-bot --reason "credentials leaked"
+    $ writ principals contact alice --email alice@example.com     # where approval notices are emailed
 
 A principal is locked when one of its sessions violates policy (``lock_session``): every session
 of it, in every gateway process, is refused (``principal_locked``) until an operator unlocks it.
@@ -59,32 +60,69 @@ def principals_add(name: str, role: str) -> None:
 @JSON_OPTION
 @writ_command
 def principals_list(as_json: bool) -> None:
-    """List principals with their role, their groups and how many of their keys are valid now.
+    """List principals with their role, their groups, how many of their keys are valid now, and their email.
 
-    With --json: a list of {name, role, groups, keys: {valid, total}}.
+    With --json: a list of {name, role, groups, keys: {valid, total}, email}.
 
     \b
     Example:
       writ principals list
       writ principals list --json
     """
+    from writ.attestations.audit import AuditLog
+    from writ.plans.contacts import ContactStore
+
     with services() as w:
         people = w.trust.principals()
         keys = w.trust.keys()
+        emails = ContactStore(w.store, audit=AuditLog(w.store)).emails(p.name for p in people)
     now = utc_now()
     counts = {p.name: (sum(1 for k in keys if k.principal == p.name and k.status(now) == "valid"),
                        sum(1 for k in keys if k.principal == p.name)) for p in people}
     if as_json:
         echo_json([{"name": p.name, "role": p.role, "groups": list(p.groups),
-                    "keys": {"valid": counts[p.name][0], "total": counts[p.name][1]}} for p in people])
+                    "keys": {"valid": counts[p.name][0], "total": counts[p.name][1]},
+                    "email": emails.get(p.name)} for p in people])
         return
     if not people:
         click.echo("no principals; add one with `writ principals add NAME --role ROLE`")
         return
-    rows = [("PRINCIPAL", "ROLE", "GROUPS", "KEYS")]
-    rows += [(p.name, p.role, ",".join(p.groups) or "-", f"{counts[p.name][0]} valid / {counts[p.name][1]}")
-             for p in people]
+    rows = [("PRINCIPAL", "ROLE", "GROUPS", "KEYS", "EMAIL")]
+    rows += [(p.name, p.role, ",".join(p.groups) or "-", f"{counts[p.name][0]} valid / {counts[p.name][1]}",
+              emails.get(p.name, "-")) for p in people]
     table(rows)
+
+
+@principals.command("contact")
+@click.argument("name")
+@click.option("--email", metavar="ADDR", help="The address approval notices for NAME are emailed to.")
+@click.option("--clear", is_flag=True, help="Remove NAME's email: no more notices by email.")
+@writ_command
+def principals_contact(name: str, email: str | None, clear: bool) -> None:
+    """Set or clear the email of principal NAME: where the approval workflow emails its notices (audited).
+
+    Email is sent only when an SMTP server is configured (WRIT_NOTIFY__SMTP_HOST); an approver
+    without an email is told by the webhook alone. An email is never trusted: it proves nothing.
+
+    \b
+    Example:
+      writ principals contact alice --email alice@example.com
+      writ principals contact alice --clear
+    """
+    from writ.attestations.audit import AuditLog
+    from writ.plans.contacts import ContactStore, check_email
+
+    if (email is None) == (not clear):
+        raise click.UsageError("give exactly one of --email ADDR and --clear")
+    new = check_email(email) if email is not None else None
+    with services() as w:
+        before = ContactStore(w.store, audit=AuditLog(w.store)).set_email(name, new)
+    if new is None:
+        click.echo(f"cleared the email of {name} (was {before})" if before else f"{name} had no email; nothing changed")
+    elif before == new:
+        click.echo(f"email of {name}: {new} (unchanged)")
+    else:
+        click.echo(f"email of {name}: {new}" + (f" (was {before})" if before else ""))
 
 
 REASON_OPTION = click.option("--reason", required=True, metavar="TEXT", help="Why: it goes to the audit log.")

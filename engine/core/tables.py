@@ -268,3 +268,16 @@ class GatewaySessionRow(SQLModel, table=True):
     started_at: str = Field(sa_column=Column(String(32), nullable=False))
     ended_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     locked_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class PrincipalContactRow(SQLModel, table=True):
+    """Where to reach a principal (``writ principals contact``): the approval workflow emails approvers here.
+
+    Written only by ``writ.plans.contacts.ContactStore``; no row: no email, the webhook alone tells them.
+    """
+
+    __tablename__ = "principal_contacts"
+
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), primary_key=True))
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    updated_at: str = Field(sa_column=Column(String(32), nullable=False))

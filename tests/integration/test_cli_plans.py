@@ -477,7 +477,7 @@ def test_lists_show_and_verify_as_json(writ: Writ, people: dict[str, Path], tmp_
 
     listed = {p["name"]: p for p in json.loads(writ("principals", "list", "--json").stdout)}
     assert listed["alice"] == {"name": "alice", "role": "approver", "groups": ["code-owners"],
-                               "keys": {"valid": 1, "total": 1}}
+                               "keys": {"valid": 1, "total": 1}, "email": None}
     keys = json.loads(writ("keys", "list", "--json").stdout)
     assert len(keys) == 5 and all(re.fullmatch(r"sha256:[0-9a-f]{64}", k["key_id"]) for k in keys)
     assert {k["status"] for k in keys} == {"valid"} and {k["revoked_at"] for k in keys} == {None}
