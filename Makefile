@@ -39,9 +39,9 @@ demo: $(VENV)/.test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/writ demo
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check engine attestations plans
+	$(BIN)/ruff check engine attestations plans workflows
 	rm -rf build/typecheck && mkdir -p build/typecheck/writ
-	for d in engine plans attestations policies; do ln -s ../../../$$d build/typecheck/writ/$$d; done
+	for d in engine plans attestations policies workflows; do ln -s ../../../$$d build/typecheck/writ/$$d; done
 	$(BIN)/mypy
 
 schemas: $(VENV)/.runtime

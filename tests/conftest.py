@@ -14,11 +14,15 @@ from writ.engine.core.settings import Settings, shipped_policy_dir
 POSTGRES_URL = os.environ.get("WRIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+_MODULE_ENV: set[str] = set()
+"""WRIT_* variables a module-scoped fixture of this suite set (kept for the module's tests)."""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's WRIT_* settings or writes a .writ/ into the checkout."""
     for name in list(os.environ):
-        if name.startswith("WRIT_") and name != "WRIT_TEST_POSTGRES_URL":
+        if name.startswith("WRIT_") and name != "WRIT_TEST_POSTGRES_URL" and name not in _MODULE_ENV:
             monkeypatch.delenv(name)
     monkeypatch.setenv("WRIT_HOME", str(tmp_path / "writ-home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # approvers' own key directory
@@ -124,3 +128,20 @@ def temporal_env(monkeypatch: pytest.MonkeyPatch, temporal_server: str) -> str:
     monkeypatch.setenv("WRIT_TEMPORAL_ADDRESS", temporal_server)
     monkeypatch.setenv("WRIT_TEMPORAL_TASK_QUEUE", queue)
     return queue
+
+
+@pytest.fixture(scope="module")
+def temporal_module(temporal_server: str) -> Iterator[str]:
+    """``temporal_env`` for a module whose gateways live as long as the module: one task queue for all its tests."""
+    import uuid
+
+    queue = f"writ-test-{uuid.uuid4().hex[:12]}"
+    names = {"WRIT_TEMPORAL_ADDRESS", "WRIT_TEMPORAL_TASK_QUEUE"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WRIT_TEMPORAL_ADDRESS", temporal_server)
+        patch.setenv("WRIT_TEMPORAL_TASK_QUEUE", queue)
+        _MODULE_ENV.update(names)
+        try:
+            yield queue
+        finally:
+            _MODULE_ENV.difference_update(names)

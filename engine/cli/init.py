@@ -55,6 +55,6 @@ def init(policy_dir: Path | None, database_url: str | None, reconfigure: bool, a
         echo_json({"data_dir": str(report.home), "created": report.created, "settings_file": str(report.settings),
                    "policy_dir": str(report.recorded.policy_dir) if report.recorded.policy_dir else None,
                    "database": report.database, "schema_before": report.revision_before,
-                   "schema": report.revision, "changed": report.changed})
+                   "schema": report.revision, "changed": report.changed, "instance_key": report.instance_key})
         return
     click.echo(report.message())

@@ -25,6 +25,7 @@ from writ.engine.cli.common import DATA_DIR_HELP, DATA_DIR_META
 COMMANDS: dict[str, str] = {
     "init": "writ.engine.cli.init:init",
     "serve": "writ.engine.cli.serve:serve",
+    "worker": "writ.engine.cli.worker:worker",
     "policy": "writ.engine.cli.policy:policy",
     "groups": "writ.engine.cli.groups:groups",
     "tokens": "writ.engine.cli.tokens:tokens",

@@ -26,6 +26,7 @@ from writ.engine.cli import plan_report as report
 from writ.engine.cli.common import writ_command
 from writ.engine.cli.plan_file import check_signer, check_steps_in_data, check_steps_upstream, plan_from_file
 from writ.engine.cli.support import JSON_OPTION, echo_json, read_bounded, safe, services, shown_time, table, write_new
+from writ.engine.cli.workflow import call_workflow, submit_and_start
 from writ.engine.core import reasons
 from writ.engine.core.errors import InputError, NotFoundError, StoreError, WritError
 from writ.engine.core.timeutil import parse_iso, utc_now
@@ -118,10 +119,12 @@ def plan_submit(envelope_file: Path) -> None:
     # `writ plan sign` ends the file with a newline; the envelope is the bytes before it.
     raw = read_bounded(envelope_file, "envelope", limits.max_envelope_bytes).rstrip(b"\n")
     with services() as w:
-        record = w.plans.submit(raw)
+        record = submit_and_start(w, raw)
         status = w.plans.status(record.id)
     click.echo(f"plan {record.id} {record.state.value}: {safe(record.title)}")
     click.echo(report.status_line(status.result))
+    click.echo(f"its approval workflow runs on Temporal ({w.settings.temporal.target}); approvers: "
+               f"writ approve {record.id[7:19]} --key <approver key file>")
 
 
 @plan.command("list")
@@ -277,7 +280,20 @@ def plan_abort(plan_ref: str, reason: str) -> None:
         before = w.plans.get(plan_id).state
         w.plans.finish(plan_id, "aborted", reason=reason.strip())
         ran = len(w.plans.claims(plan_id))
+        told = _tell_workflow(w, plan_id)
     click.echo(f"plan {short_plan_id(plan_id)} aborted (was {before.value}; {ran} step(s) had been claimed)")
+    if told is not None:
+        click.echo(f"warning: its approval workflow was not told ({told}); it reads the plan's state within "
+                   "the hour", err=True)
+
+
+def _tell_workflow(w: Services, plan_id: str) -> str | None:
+    """Signal ``plan_finished`` to the plan's workflow; None when told, else why not (the abort stands)."""
+    try:
+        call_workflow(w, lambda approvals: approvals.plan_finished(plan_id, "aborted", by="operator"))
+    except WritError as e:
+        return e.code
+    return None
 
 
 # --- approve / reject ------------------------------------------------------------------------
@@ -296,11 +312,11 @@ def _decide(plan_ref: str, key_file: Path, comment: str, decision: Decision) -> 
                 code=reasons.KEY_NOT_FOUND,
             ) from None
         envelope = sign_approval(plan_id, key, approver=mine.principal, decision=decision, comment=comment)
-        result = w.plans.add_approval(plan_id, envelope.to_json())
-        state = w.plans.get(plan_id).state
+        raw = envelope.to_json()
+        count = call_workflow(w, lambda approvals: approvals.decide(plan_id, raw, decision))
     verb = "approved" if decision == "approve" else "rejected"
-    click.echo(f"{mine.principal} {verb} plan {short_plan_id(plan_id)} (now {state.value})")
-    click.echo(report.status_line(result))
+    click.echo(f"{mine.principal} {verb} plan {short_plan_id(plan_id)} (now {count.state})")
+    click.echo(count.summary)
 
 
 @click.command("approve")

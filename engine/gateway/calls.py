@@ -54,6 +54,7 @@ from writ.engine.gateway.results import (
 )
 from writ.engine.gateway.steps import BoundPlan, PathRootChanged, StepChoice, check_roots, choose_step, is_candidate
 from writ.engine.policy.models import Decision, PlanContext
+from writ.plans.lifecycle import PlanState
 
 if TYPE_CHECKING:
     from writ.engine.gateway.server import Gateway
@@ -222,8 +223,10 @@ class ToolCalls:
         if step is None:
             return
         try:
-            self.gateway.stores.plans.record_result(step.plan_id, step.index, result_sha256,
-                                                    "succeeded" if outcome == "ok" else "failed")
+            plans = self.gateway.stores.plans
+            plans.record_result(step.plan_id, step.index, result_sha256, "succeeded" if outcome == "ok" else "failed")
+            if outcome != "ok" and plans.get(step.plan_id).state is PlanState.FAILED:  # the step failed its plan
+                self.gateway.governance.approvals.finished(step.plan_id, "failed", by=self.gateway.principal.name)
         except WritError as e:
             log.error("the result of step %d of plan %s (%s) was not recorded: %s",
                       step.index, step.plan_id, outcome, e.message)

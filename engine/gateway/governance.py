@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, ConflictError, InputError, WritError
 from writ.engine.core.timeutil import iso, utc_now
+from writ.engine.gateway.approvals import ApprovalLink
 from writ.engine.gateway.config import SEPARATOR, Principal
 from writ.engine.gateway.listing import UpstreamTool
 from writ.engine.gateway.plan_tools import (
@@ -94,6 +95,7 @@ class Governance:
         audit: Callable[[str, dict[str, Any]], None],
         session_id: str,
         binding: SessionBinding,
+        approvals: ApprovalLink,
         key_file: Path | None = None,
     ) -> None:
         self.stores = stores
@@ -104,6 +106,7 @@ class Governance:
         self._audit = audit
         self.session_id = session_id
         self.binding = binding
+        self.approvals = approvals
         self.key_file = key_file
         self.tools = {t.exposed_name: t for t in governance_tools()}
 
@@ -134,7 +137,7 @@ class Governance:
             raise InputError(f"not a valid plan: {e.errors()[0]['msg']}", code=reasons.PLAN_INVALID) from None
         plan.check_limits(self.stores.plans.limits)
         key, _ = find_signing_key(self.stores.settings, self.stores.trust, self.principal.name, key_file=self.key_file)
-        record = self.stores.plans.submit(sign_plan(plan, key).to_json())
+        record = await self.approvals.submit(sign_plan(plan, key).to_json())
         status = self.stores.plans.status(record.id)
         short = record.id.removeprefix("sha256:")[:12]
         home = self.stores.settings.home
@@ -209,6 +212,7 @@ class Governance:
             plan = plans.verified_plan(record, self.stores.trust.trust_set(), utc_now())
         except WritError as e:  # changed since (a key revoked just now?): do not leave it executing unbound
             plans.finish(plan_id, "aborted", reason=f"it stopped verifying as it began: {e.message}")
+            self.approvals.finished(plan_id, "aborted", by=self.principal.name)
             raise
         roots = pin_roots(plan)  # a root replaced from now on refuses its steps (path_root_changed)
         self.binding.plan = BoundPlan(record.id, plan, roots)
@@ -236,11 +240,13 @@ class Governance:
         current = self.stores.plans.get(bound.id).state
         if current in TERMINAL:  # ended elsewhere (an operator aborted it, say): just let it go
             self.binding.plan = None
+            self.approvals.finished(bound.id, current.value, by=self.principal.name)
             self._audit("session_plan", {"session_id": self.session_id, "principal": self.principal.name,
                                          "plan_id": bound.id, "event": "released", "state": current.value})
             return ToolAnswer(f"plan {bound.id} had already ended ({current.value}); this session may begin "
                               "another plan", {"plan_id": bound.id, "state": current.value})
         state = self.stores.plans.finish(bound.id, a.outcome, reason=a.reason)
+        self.approvals.finished(bound.id, state.value, by=self.principal.name)
         self.binding.plan = None
         self._audit("session_plan", {"session_id": self.session_id, "principal": self.principal.name,
                                      "plan_id": bound.id, "event": "released", "state": state.value})

@@ -38,6 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
+from writ.engine.gateway.approvals import ApprovalLink
 from writ.engine.gateway.config import GatewayConfig
 from writ.engine.gateway.governance import resolve_principal
 from writ.engine.gateway.origins import LOCAL_HOSTS, bearer_token, local_origin
@@ -71,6 +72,7 @@ class HttpGateway:
         self.key_file = key_file
         self.local = host in LOCAL_HOSTS
         self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed, audit=self._audit)
+        self.approvals = ApprovalLink(stores)  # one Temporal client for every session
         self.sessions: dict[str, Gateway] = {}  # MCP session id -> its gateway
         self._owners: dict[str, str] = {}  # MCP session id -> the principal that opened it
         self._reported: set[str] = set()  # tokens of disabled principals already refused in the audit log
@@ -183,7 +185,8 @@ class HttpGateway:
             except WritError as e:
                 raise MCPError(types.INVALID_REQUEST, f"{e.code}: {e.message}") from None
             gateway = Gateway(self.pdp, self.config, who, self.stores, key_file=self.key_file,
-                              upstreams=self.upstreams, session_id=f"s-{uuid.uuid4().hex}", transport="http")
+                              upstreams=self.upstreams, session_id=f"s-{uuid.uuid4().hex}", transport="http",
+                              approvals=self.approvals)
             self.sessions[key] = gateway
             gateway.guard.started()
             self._audit("session_started", {"session_id": gateway.session.id, "transport": "http",

@@ -31,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
 from writ.engine.core.timeutil import utc_now
+from writ.engine.gateway.approvals import ApprovalLink
 from writ.engine.gateway.calls import ToolCalls
 from writ.engine.gateway.config import GatewayConfig, Principal
 from writ.engine.gateway.governance import Governance
@@ -149,7 +150,8 @@ class Gateway:
 
     def __init__(self, pdp: DecisionPoint, config: GatewayConfig, principal: Principal, stores: Services,
                  *, session_id: str | None = None, key_file: Path | None = None,
-                 upstreams: UpstreamManager | None = None, transport: Transport = "stdio") -> None:
+                 upstreams: UpstreamManager | None = None, transport: Transport = "stdio",
+                 approvals: ApprovalLink | None = None) -> None:
         self.pdp = pdp
         self.principal = principal
         self.stores = stores
@@ -161,6 +163,7 @@ class Gateway:
         self.governance = Governance(
             stores, principal, self.upstreams, relist=self.refresh_tools, is_write=self.is_write, audit=self.audit,
             session_id=self.session.id, binding=self.session.binding, key_file=key_file,
+            approvals=approvals or ApprovalLink(stores),
         )
         self.calls = ToolCalls(self)
         self.passthrough = PassThrough(self)

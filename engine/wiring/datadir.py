@@ -21,6 +21,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from writ.attestations.instance_key import ensure_instance_key
 from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, StoreError
 from writ.engine.core.settings import (
@@ -46,6 +47,7 @@ class InitReport:
     revision_before: str | None
     revision: str
     changed: list[str] = field(default_factory=list)
+    instance_key: str = ""
 
     @property
     def settings(self) -> Path:
@@ -62,7 +64,9 @@ class InitReport:
         policies = self.recorded.policy_dir or "the shipped policies"
         head = f"initialised {self.home}" if self.created else f"{self.home} is already initialised"
         changed = f"; changed: {'; '.join(self.changed)}" if self.changed else ""
-        return f"{head}: database {self.database} ({schema}), policies {policies}; settings in {self.settings}{changed}"
+        key = f"; instance key {self.instance_key[7:19]}" if self.instance_key else ""
+        return (f"{head}: database {self.database} ({schema}), policies {policies}; settings in {self.settings}"
+                f"{key}{changed}")
 
 
 def sqlite_path(settings: Settings) -> Path | None:
@@ -142,10 +146,11 @@ def init_data_dir(settings: Settings, *, reconfigure: bool = False) -> InitRepor
             database = store.url
         if previous != target:
             write_recorded(home, target)
+        key, _ = ensure_instance_key(home)  # signs webhook notices (and, later, checkpoints and bundles)
     except BaseException as e:
         if created:
             shutil.rmtree(home, ignore_errors=True)  # made by this call: leave nothing half set up
         if isinstance(e, OSError):
             raise ConfigError(f"cannot create data directory {home}: {e.strerror}") from None
         raise
-    return InitReport(home, created, target, database, before, head_revision(), changes)
+    return InitReport(home, created, target, database, before, head_revision(), changes, key.key_id)

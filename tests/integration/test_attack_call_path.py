@@ -38,6 +38,7 @@ from support.gateway import (
     reason_codes,
     register,
     require_upstreams,
+    temporal_environment,
     text_of,
     toml_list,
     toml_str,
@@ -47,6 +48,9 @@ from writ.engine.core.settings import Settings
 from writ.engine.wiring.services import Services, open_services
 from writ.plans.keys import PrivateKey
 from writ.plans.statements import sign_approval
+
+# Proposing a plan starts its approval workflow: these gateways need Temporal (the session's dev server).
+pytestmark = pytest.mark.usefixtures("temporal_module")
 
 PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "alice": "approver", "bob": "approver"}
 MAX_RESULT_BYTES = 65_536  # every gateway of this module runs with this limit
@@ -87,7 +91,7 @@ args = {toml_list([str(FS_SERVER), str(self.files)])}
 
     @property
     def env(self) -> dict[str, str]:
-        return {"WRIT_LIMITS__MAX_RESULT_BYTES": str(MAX_RESULT_BYTES)}
+        return {**temporal_environment(), "WRIT_LIMITS__MAX_RESULT_BYTES": str(MAX_RESULT_BYTES)}
 
     @contextmanager
     def session(self, principal: str) -> Iterator[GatewayClient]:

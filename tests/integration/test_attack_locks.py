@@ -51,6 +51,9 @@ from writ.plans.keys import PrivateKey
 from writ.plans.models import Plan, PlanStep
 from writ.plans.statements import sign_approval, sign_plan
 
+# Proposing a plan starts its approval workflow: these gateways need Temporal (the session's dev server).
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 PRINCIPALS = {
     "plan-bot": "planner", "alice": "approver", "bob": "approver",  # the plans of the executor test
     "http-planner": "planner", "stdio-planner": "planner", "lock-exec": "executor", "gone-planner": "planner",

@@ -48,6 +48,9 @@ from writ.plans.statements import sign_approval, sign_plan
 from writ.plans.store import PlanStore
 from writ.plans.trust_store import TrustStore, policy_groups
 
+# Proposing a plan starts its approval workflow: these gateways need Temporal (the session's dev server).
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 DEF = "sha256:" + "ab" * 32
 PRINCIPALS = [("plan-bot", "planner"), ("alice", "approver"), ("bob", "approver"), ("carol", "approver"),

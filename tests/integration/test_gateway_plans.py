@@ -52,6 +52,9 @@ from writ.plans.keys import PrivateKey
 from writ.plans.models import PathGlob, Plan, PlanStep
 from writ.plans.statements import sign_approval
 
+# Proposing a plan starts its approval workflow: these gateways need Temporal (the session's dev server).
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "alice": "approver", "bob": "approver"}
 
 

@@ -12,6 +12,7 @@ group, exec-bot executes.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -84,3 +85,44 @@ async def running_worker(world: World) -> AsyncIterator[ApprovalClient]:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+class BackgroundWorker:
+    """``writ worker`` in a thread of this process (its own event loop), for CLI tests run by CliRunner.
+
+        with BackgroundWorker(Settings(home=data_dir)):   # WRIT_TEMPORAL_* from the environment
+            writ("approve", plan_id, "--key", alice_key)
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="writ-test-worker", daemon=True)
+
+    async def _main(self) -> None:
+        from writ.workflows.approval.worker import run_worker
+
+        self._loop, self._stop, ready = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(run_worker(self.settings, stop=self._stop, ready=ready))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            self._error = task.exception()
+        self._started.set()
+        await task
+
+    def __enter__(self) -> BackgroundWorker:
+        self._thread.start()
+        if not self._started.wait(30):
+            raise TimeoutError("the test worker did not start within 30 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)

@@ -97,7 +97,8 @@ STANDARD_PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "audit-bot
 
 def register(data_dir: Path, principals: dict[str, str], *, keys: bool = False) -> dict[str, Path]:
     """Add the principals that are not there yet to ``data_dir``'s trust store; with ``keys``, give each a new
-    key, saved where `writ keys new` saves it. Returns the private key files."""
+    key, saved where `writ keys new` saves it. Returns the private key files.
+    """
     from writ.engine.core.settings import Settings
     from writ.engine.wiring.services import key_file_name, keys_dir, open_services
     from writ.plans.keys import PrivateKey
@@ -119,7 +120,8 @@ def register(data_dir: Path, principals: dict[str, str], *, keys: bool = False) 
 
 def unlock(data_dir: Path, principal: str) -> None:
     """An operator lifts ``principal``'s lock (`writ principals unlock`): a violation locks the principal itself,
-    in every gateway process and session (issue 9, finding 1), so a test that provokes one lifts it after."""
+    in every gateway process and session (issue 9, finding 1), so a test that provokes one lifts it after.
+    """
     from writ.engine.core.settings import Settings
     from writ.engine.wiring.services import open_services
 
@@ -167,6 +169,13 @@ def http_gateway_client(url: str, token: str) -> Iterator[GatewayClient]:
         yield GatewayClient(portal, session)
 
 
+def temporal_environment() -> dict[str, str]:
+    """The SDK's default child environment and the test's WRIT_TEMPORAL_* (its dev server and task queue)."""
+    from mcp.client.stdio import get_default_environment
+
+    return {**get_default_environment(), **{k: v for k, v in os.environ.items() if k.startswith("WRIT_TEMPORAL_")}}
+
+
 @contextmanager
 def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Path) -> Iterator[GatewayClient]:
     """`python -m writ.engine.cli.gateway` (the `writ mcp` command) as a subprocess, and a session to it."""
@@ -175,6 +184,7 @@ def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Pa
         args=["-m", "writ.engine.cli.gateway", "--principal", principal, "--config", str(config),
               "--data-dir", str(data_dir), "-v"],
         cwd=str(config.parent),
+        env=temporal_environment(),
     )
 
     @asynccontextmanager

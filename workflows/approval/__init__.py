@@ -14,17 +14,7 @@ the web use), ``models.py`` (pydantic inputs and outputs, through
 Temporal dev server that ``writ serve`` runs when no cluster is configured).
 """
 
-from __future__ import annotations
-
 TASK_QUEUE = "writ-approval"
 """The default task queue (``WRIT_TEMPORAL_TASK_QUEUE``): one per Writ deployment (one database)."""
 
 WORKFLOW_NAME = "WritPlanApproval"
-
-
-def workflow_id(task_queue: str, plan_id: str) -> str:
-    """The workflow id of a plan's approval: its deployment's task queue and the plan digest.
-
-    With the id-reuse policy ``REJECT_DUPLICATE``, a plan never gets a second approval run.
-    """
-    return f"{task_queue}/{plan_id}"

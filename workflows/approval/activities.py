@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import NotificationError, WritError
@@ -54,7 +54,9 @@ AUDIT_KIND = "workflow"
 
 def refused(e: WritError) -> ApplicationError:
     """A store refusal as the workflow passes it on: type ``refused``, the code in the details."""
-    return ApplicationError(e.message, {"code": e.code, "stage": "store"}, type="refused", non_retryable=True)
+    # BENIGN: a refusal is an answer, not a fault; the worker does not log it as an error.
+    return ApplicationError(e.message, {"code": e.code, "stage": "store"}, type="refused", non_retryable=True,
+                            category=ApplicationErrorCategory.BENIGN)
 
 
 def count_of(plan_id: str, state: str, result: ApprovalResult) -> ApprovalCount:
@@ -205,4 +207,6 @@ class ApprovalActivities:
             return send()
         except NotificationError as e:
             attempt = activity.info().attempt
-            raise ApplicationError(f"{e.message} (attempt {attempt})", {"code": e.code}) from None
+            # A receiver that refuses the notice (4xx, a bad URL) is not asked again; a busy one is.
+            raise ApplicationError(f"{e.message} (attempt {attempt})", {"code": e.code},
+                                   non_retryable=not e.retryable) from None

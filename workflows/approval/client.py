@@ -37,7 +37,7 @@ from writ.engine.core.ports import AuditSink
 from writ.engine.core.settings import Settings, TemporalSettings
 from writ.plans.canonical import sha256_digest
 from writ.plans.records import PlanRecord
-from writ.workflows.approval import WORKFLOW_NAME, workflow_id
+from writ.workflows.approval import WORKFLOW_NAME
 from writ.workflows.approval.models import (
     ApprovalCount,
     ApprovalStatus,
@@ -47,9 +47,18 @@ from writ.workflows.approval.models import (
     WorkflowOutcome,
 )
 
-__all__ = ["ApprovalClient", "connect_client", "unavailable"]
+__all__ = ["ApprovalClient", "connect_client", "unavailable", "workflow_id"]
 
 DecisionKind = Literal["approve", "reject"]
+
+
+def workflow_id(task_queue: str, plan_id: str) -> str:
+    """The workflow id of a plan's approval: its deployment's task queue and the plan digest.
+
+    With a start that fails on a running one and refuses a completed one, a plan never gets a
+    second approval run.
+    """
+    return f"{task_queue}/{plan_id}"
 
 
 def unavailable(t: TemporalSettings, detail: str) -> WorkflowUnavailable:
@@ -180,7 +189,7 @@ class ApprovalClient:
     async def plan_finished(self, plan_id: str, outcome: str, *, by: str = "") -> None:
         """Tell the workflow execution ended (a hint: it reads the store before it records anything)."""
         try:
-            await self._handle(plan_id).signal("plan_finished", PlanFinished(outcome=outcome, by=by))  # type: ignore[arg-type]
+            await self._handle(plan_id).signal("plan_finished", PlanFinished(outcome=outcome, by=by))
         except RPCError as e:
             raise self._rpc_error(plan_id, e) from None
 
@@ -195,7 +204,8 @@ class ApprovalClient:
         """Wait for the plan's workflow to end; what it returned."""
         handle = self.client.get_workflow_handle(self.workflow_id(plan_id), result_type=WorkflowOutcome)
         try:
-            return await handle.result()
+            outcome: WorkflowOutcome = await handle.result()
+            return outcome
         except RPCError as e:
             raise self._rpc_error(plan_id, e) from None
 

@@ -2,7 +2,7 @@
 
     StartApproval(plan_id=record.id, planner="plan-bot", title="Fix typo", expires_at=record.expires_at)
     Decision(envelope=sign_approval(plan_id, key, approver="alice").to_json().decode())   # 'approve' Update
-    ApprovalCount(...).summary         # '1/2; missing: code-owners'
+    ApprovalCount(...).summary         # '1/2 approvals (alice); missing: code-owners'
 
 Every model is frozen and forbids unknown fields: a workflow replayed from history reads
 exactly what was written.
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 NoticeEvent = Literal["waiting", "reminder", "escalation", "approved", "rejected", "expired"]
-Outcome = Literal["completed", "failed", "aborted"]
 
 
 class _Model(BaseModel):
@@ -97,13 +96,15 @@ class ApprovalCount(_Model):
 
     @property
     def summary(self) -> str:
-        """``1/2; missing: code-owners``, ``2/2; approved`` or ``0/2; rejected by carol``."""
-        head = f"{self.approvals}/{self.quorum}"
+        """``1/2 approvals (alice); missing: code-owners``, ``2/2 approvals (alice, bob); approved``, ``rejected by bob``."""
         if self.rejected_by:
-            return f"{head}; rejected by {', '.join(self.rejected_by)}"
+            return f"rejected by {', '.join(self.rejected_by)}"
+        text = f"{self.approvals}/{self.quorum} approvals"
+        if self.approvers:
+            text += f" ({', '.join(self.approvers)})"
         if self.missing and self.state == "pending":
-            return f"{head}; missing: {', '.join(self.missing)}"
-        return f"{head}; {self.state}"
+            text += "; missing: " + ", ".join(self.missing)
+        return text if self.state == "pending" else f"{text}; {self.state}"
 
 
 class OpenedPlan(_Model):
@@ -170,12 +171,12 @@ class WorkflowEvent(_Model):
 
 
 class PlanFinished(_Model):
-    """The ``plan_finished`` signal: the gateway (or ``writ plan abort``) says execution ended. A hint only:
+    """The ``plan_finished`` signal: the gateway (or ``writ plan abort``) says execution ended.
 
-    the workflow reads the plan's state from the store before it records the end.
+    A hint only: the workflow reads the plan's state from the store before it records the end.
     """
 
-    outcome: Outcome
+    outcome: str = Field(max_length=32)
     by: str = ""
 
 

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         ApprovalCount,
         ApprovalStatus,
         Decision,
-        DecisionSeen,
         Notice,
         NoticeEvent,
         NoticeSent,
@@ -100,6 +99,8 @@ class PlanApproval:
         if self._state == "pending":
             self._notify("waiting", self._undecided(opened.approvers))
             await self._wait_for_decision(opened)
+        elif self._state == "expired":  # it expired before its workflow opened it
+            await self._event("expired", {"expires_at": start.expires_at.isoformat()})
         if self._state in ("approved", "executing"):
             if self._state == "approved":
                 self._notify("approved", self._everyone(opened))
@@ -124,7 +125,7 @@ class PlanApproval:
         expires = self._start.expires_at
         marks = [*sorted(m for m in marks if m[0] < expires), (expires, "expire")]
         for at, what in marks:
-            if await self._until(at, lambda: self._state != "pending"):
+            if await self._decided_before(at):
                 return
             if what == "reminder":
                 self._notify("reminder", self._undecided(opened.approvers))
@@ -141,6 +142,17 @@ class PlanApproval:
                 if snapshot.state == "expired":
                     await self._event("expired", {"expires_at": expires.isoformat()})
                 return
+
+    async def _decided_before(self, at: datetime) -> bool:
+        """Whether the plan left ``pending`` before ``at`` (a decision, or an abort the store confirms)."""
+        while await self._until(at, lambda: self._state != "pending" or self._finish_hint):
+            if not self._finish_hint:
+                return True
+            self._finish_hint = False
+            self._state = (await self._activity("plan_state", self._at(), PlanSnapshot)).state
+            if self._state != "pending":
+                return True
+        return False
 
     async def _wait_for_end(self) -> None:
         """Until the store says execution ended (woken by ``plan_finished``; polled in case a signal was lost)."""
@@ -211,19 +223,23 @@ class PlanApproval:
             raise _refused(reasons.APPROVAL_MALFORMED, f"not a signed approval statement: {e.message}") from None
         who, said = statement.predicate.approver, statement.predicate.decision
         if statement.plan_id != pid:
-            raise _refused("approval_" + reasons.WRONG_PLAN,
-                           f"the statement is about plan {statement.plan_id}, not {pid}")
+            raise self._ignored(reasons.WRONG_PLAN, f"the statement is about plan {statement.plan_id}, not this one")
         if said != expected:
             raise _refused(reasons.APPROVAL_MALFORMED, f"the statement says {said!r}, sent as {expected!r}")
         if who == self._start.planner:
-            raise _refused("approval_" + reasons.SELF_APPROVAL, f"{who} planned this plan and cannot decide on it")
+            raise self._ignored(reasons.SELF_APPROVAL, f"{who!r} wrote the plan and cannot decide on it")
         if who in self._decided or who in self._counting:
-            raise _refused("approval_" + reasons.DUPLICATE_APPROVER,
-                           f"{who} already decided on this plan; the first decision counts")
+            raise self._ignored(reasons.DUPLICATE_APPROVER, f"{who!r} already decided on this plan; the first "
+                                "decision counts")
         if workflow.now() >= self._start.expires_at:
             raise _refused(reasons.PLAN_EXPIRED, f"plan expired at {self._start.expires_at.isoformat()}")
         if self._state != "pending":
             raise _refused(reasons.PLAN_NOT_PENDING, f"plan is {self._state}: decisions are taken only while pending")
+
+    def _ignored(self, reason: str, detail: str) -> ApplicationError:
+        """Refused as the store words it: ``approval of plan sha256:ab.. refused (reason): detail``."""
+        short = self._start.plan_id[:19]
+        return _refused("approval_" + reason, f"approval of plan {short}.. refused ({reason}): {detail}")
 
     async def _decide(self, decision: Decision) -> ApprovalCount:
         who = unverified_statement(decision.envelope.encode()).predicate.approver
@@ -233,7 +249,7 @@ class PlanApproval:
             async with self._lock:
                 if self._state != "pending":
                     raise _refused(reasons.PLAN_NOT_PENDING, f"plan is {self._state}: it takes no more decisions")
-                count = await self._activity(
+                count: ApprovalCount = await self._activity(
                     "record_decision", RecordDecision(plan_id=self._start.plan_id, envelope=decision.envelope),
                     ApprovalCount, STORE_RETRY)
         finally:
