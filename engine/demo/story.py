@@ -40,10 +40,12 @@ from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, WritError
 from writ.engine.core.settings import Settings
+from writ.engine.demo.temporal import demo_temporal, send_approval
 from writ.engine.gateway.exposure import private_dir
 from writ.engine.wiring.services import Services, key_file_name, keys_dir, open_services
 from writ.plans.keys import PrivateKey, short_key_id
-from writ.plans.statements import sign_approval
+from writ.workflows.approval.client import ApprovalClient
+from writ.workflows.approval.worker import approval_worker
 
 FS_SERVER = Path(".mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
 CHECKOUT = Path(__file__).resolve().parents[2]  # the Writ checkout, for an editable install
@@ -278,7 +280,9 @@ class Agent:
 async def gateway(scene: Scene, principal: str) -> AsyncIterator[Agent]:
     command = writ_argv("mcp", "--principal", principal, "--config", str(scene.config),
                            "--data-dir", str(scene.data))
-    params = StdioServerParameters(command=command[0], args=command[1:], env=child_env(), cwd=scene.demo)
+    t = scene.settings.temporal  # the gateways start plans' workflows on the demo's Temporal
+    env = {**child_env(), "WRIT_TEMPORAL_ADDRESS": t.target, "WRIT_TEMPORAL_TASK_QUEUE": t.task_queue}
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=scene.demo)
     log = scene.logs / f"{principal}.stderr"
     with log.open("a") as errlog:
         try:
@@ -310,7 +314,9 @@ def run_demo(data_dir: Path | None, *, echo: Echo) -> None:
     echo(f"   logs       {scene.logs}")
     echo(f"   (paths below are relative to {scene.demo})")
     n = Narrator(echo, scene.logs, scene.demo)
-    with open_services(scene.settings) as stores:
+    with demo_temporal(scene.settings) as settings, open_services(settings) as stores:
+        scene.settings = settings
+        echo(f"   temporal   {settings.temporal.target}   (approvals are Updates to each plan's workflow)")
         register(scene, stores, n)
         try:
             plan_a, plan_b = anyio.run(_story, scene, stores, n)
@@ -348,19 +354,18 @@ def register(scene: Scene, stores: Services, n: Narrator) -> None:
     n.say(f"approvers' private keys: {scene.demo / 'approvers'}/<name>/ (each approver keeps their own)")
 
 
-def approve(scene: Scene, stores: Services, n: Narrator, label: str, plan_id: str, who: str) -> None:
-    key = PrivateKey.load(scene.keys[who])
+async def approve(scene: Scene, client: ApprovalClient, n: Narrator, label: str, plan_id: str, who: str) -> None:
     short = plan_id.removeprefix("sha256:")[:12]
-    envelope = sign_approval(plan_id, key, approver=who, comment="read every step")
-    result = stores.plans.add_approval(plan_id, envelope.to_json())
-    state = stores.plans.get(plan_id).state.value
+    count = await send_approval(client, plan_id, PrivateKey.load(scene.keys[who]), who)
     n.say(f"{who:<6} approves plan {label} ({short}) with approvers/{who}/{scene.keys[who].name}: "
-          f"{len(result.approvals)}/{result.requirement.quorum} ({', '.join(result.approvers)}); plan {label} {state}")
+          f"{count.approvals}/{count.quorum} ({', '.join(count.approvers)}); plan {label} {count.state}")
 
 
 async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]:
     """The two agents' story, act by act, each through its own `writ mcp` gateway."""
     async with AsyncExitStack() as stack:
+        client = await ApprovalClient.connect(scene.settings, audit=stores.audit)
+        await stack.enter_async_context(approval_worker(client.client, stores))  # as `writ serve` runs it
         n.section("Two gateways: `writ mcp --principal plan-bot` and `writ mcp --principal exec-bot`")
         planner = await stack.enter_async_context(gateway(scene, "plan-bot"))
         executor = await stack.enter_async_context(gateway(scene, "exec-bot"))
@@ -368,7 +373,7 @@ async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]
             names = await agent.tool_names()
             own = ", ".join(t for t in names if t.startswith("writ__"))
             n.say(f"{agent.name} sees {len(names)} tools: git__* and fs__* of the upstreams, and {own}")
-        plan_a, plan_b = await _act_plan(scene, stores, n, planner, executor)
+        plan_a, plan_b = await _act_plan(scene, client, n, planner, executor)
         await _act_run_a(scene, n, executor, plan_a)
         await _act_stray_b(scene, n, executor, plan_b)
     return plan_a, plan_b
@@ -379,7 +384,8 @@ COMMIT_MESSAGE = "Add CHANGELOG for 0.1.0"
 USAGE = "# Usage\n\nRun `writ demo`.\n"
 
 
-async def _act_plan(scene: Scene, stores: Services, n: Narrator, planner: Agent, executor: Agent) -> tuple[str, str]:
+async def _act_plan(scene: Scene, client: ApprovalClient, n: Narrator, planner: Agent,
+                    executor: Agent) -> tuple[str, str]:
     """plan-bot reads and proposes two plans; nothing runs before approval; alice and bob approve."""
     repo, ws = scene.repo, scene.workspace
     n.section("plan-bot looks around: reads need no plan")
@@ -411,10 +417,11 @@ async def _act_plan(scene: Scene, stores: Services, n: Narrator, planner: Agent,
         raise DemoFailed("CHANGELOG.md exists before any plan ran")
 
     n.section("alice and bob (code-owners) approve both plans, each signing with their own key")
-    n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does)", lines=2)
+    n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does: a signed Update to the "
+          "plan's approval workflow)", lines=2)
     for label, plan_id in (("A", plan_a), ("B", plan_b)):
         for who in ("alice", "bob"):
-            approve(scene, stores, n, label, plan_id, who)
+            await approve(scene, client, n, label, plan_id, who)
     return plan_a, plan_b
 
 

@@ -39,7 +39,7 @@ class Cli:
         return run
 
 
-def test_newcomer_sets_up_a_team_signs_and_approves_a_plan_by_hand(tmp_path: Path) -> None:
+def test_newcomer_sets_up_a_team_signs_and_approves_a_plan_by_hand(tmp_path: Path, temporal_env: str) -> None:
     require_upstreams()
     home = tmp_path / "team"
     home.mkdir()
@@ -51,6 +51,17 @@ def test_newcomer_sets_up_a_team_signs_and_approves_a_plan_by_hand(tmp_path: Pat
     assert not (home / ".wirt").exists()
 
     writ("init")
+    # Approvals go through Temporal: a worker runs beside the CLI, as `writ serve` (or `writ worker`) would.
+    worker = subprocess.Popen([str(WRIT), "worker", "--data-dir", str(home / ".writ")], cwd=home, env=writ.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _story(writ, home, tmp_path)
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0, "writ worker did not stop cleanly on SIGTERM"
+
+
+def _story(writ: Cli, home: Path, tmp_path: Path) -> None:
     for name, role in [("plan-bot", "planner"), ("exec-bot", "executor"), ("dana", "approver"), ("erin", "approver")]:
         writ("principals", "add", name, "--role", role)
     for approver in ("dana", "erin"):

@@ -22,6 +22,9 @@ import pytest
 from support.factories import call_input
 from support.gateway import audit_entries, free_port, issue_token, register, wait_for_port
 
+# `writ serve` runs the approval worker: it reaches the session's Temporal dev server, and starts none.
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 RATE = 12  # limits.api_decisions_per_minute of the server under attack
 PRINCIPALS = {"audit-bot": "auditor", "root-admin": "admin", "plan-bot": "planner", "flood-bot": "auditor",
               "dry-bot": "auditor", "big-bot": "auditor"}

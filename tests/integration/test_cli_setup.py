@@ -18,8 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.approvals import BackgroundWorker
 
 from writ.engine.core.db import head_revision
+from writ.engine.core.settings import Settings
+from writ.plans.keys import PrivateKey
 
 WRIT = Path(sys.executable).parent / "writ"
 
@@ -56,11 +59,16 @@ def test_init_creates_the_data_directory_and_records_the_settings(tmp_path: Path
         "_type": "https://writ.dev/settings/v1", "policy_dir": str(policies), "database_url": None}
     # every command reads the record: no --policy-dir, no WRIT_POLICY_DIR
     assert "revision (without tests)" in writ("policy", "check", "--data-dir", home).stdout
-    again = writ("init", "--data-dir", home, "--json").stdout
-    assert json.loads(again) | {"settings_file": None} == {
+    again = json.loads(writ("init", "--data-dir", home, "--json").stdout)
+    assert again | {"settings_file": None, "instance_key": None} == {
         "data_dir": str(home), "created": False, "settings_file": None, "policy_dir": str(policies),
         "database": f"sqlite:///{home}/writ.sqlite", "schema_before": head_revision(), "schema": head_revision(),
-        "changed": []}
+        "changed": [], "instance_key": None}
+    # the instance key (it signs webhook notices) is made once, mode 0600, apart from the database
+    key = home / "instance-key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert PrivateKey.load(key).key_id == again["instance_key"]
+    assert f"instance key {again['instance_key'][7:19]}" in out
 
 
 def test_init_again_with_another_setting_needs_reconfigure(tmp_path: Path, policy_dir: Path) -> None:
@@ -193,7 +201,8 @@ PLAN = {
 }
 
 
-def test_an_approval_counts_when_the_group_exists_only_in_the_trust_store(tmp_path: Path, policy_dir: Path) -> None:
+def test_an_approval_counts_when_the_group_exists_only_in_the_trust_store(tmp_path: Path, policy_dir: Path,
+                                                                         temporal_env: str) -> None:
     policies, home = tmp_path / "policies", tmp_path / "home"
     shutil.copytree(policy_dir, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     (policies / "writ" / "approval_rules.json").write_text(json.dumps(
@@ -210,12 +219,13 @@ def test_an_approval_counts_when_the_group_exists_only_in_the_trust_store(tmp_pa
     plan_id = writ("plan", "sign", plan_file, "--key", keys["plan-bot"], "-o", tmp_path / "plan.signed.json",
                    "--data-dir", home).stdout.strip()
     writ("plan", "submit", tmp_path / "plan.signed.json", "--data-dir", home)
-    erin = writ("approve", plan_id, "--key", keys["erin"], "--data-dir", home, code=1)
-    assert "'erin' is in none of the required groups ['release-managers']" in one_error_line(
-        erin, "approval_not_in_required_group")
-    short = plan_id.removeprefix("sha256:")[:12]
-    assert short in writ("plan", "list", "--state", "pending", "--data-dir", home).stdout
-    writ("approve", plan_id, "--key", keys["dave"], "--data-dir", home)
+    with BackgroundWorker(Settings(home=home)):
+        erin = writ("approve", plan_id, "--key", keys["erin"], "--data-dir", home, code=1)
+        assert "'erin' is in none of the required groups ['release-managers']" in one_error_line(
+            erin, "approval_not_in_required_group")
+        short = plan_id.removeprefix("sha256:")[:12]
+        assert short in writ("plan", "list", "--state", "pending", "--data-dir", home).stdout
+        writ("approve", plan_id, "--key", keys["dave"], "--data-dir", home)
     assert short in writ("plan", "list", "--state", "approved", "--data-dir", home).stdout
     root = tmp_path / "root.json"
     writ("trust", "export", "-o", root, "--data-dir", home)
@@ -268,16 +278,17 @@ def get_when_up(url: str, timeout_s: float = 60) -> bytes:
             time.sleep(0.1)
 
 
-def test_serve_on_port_0_announces_the_port_it_bound(tmp_path: Path) -> None:
+def test_serve_on_port_0_announces_the_port_it_bound(tmp_path: Path, temporal_env: str) -> None:
     home = tmp_path / "home"
     writ("init", "--data-dir", home)
     proc = subprocess.Popen([str(WRIT), "serve", "--port", "0", "--data-dir", str(home)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines[2]).group(1)  # type: ignore[union-attr]
+        lines = [proc.stdout.readline() for _ in range(4)]
+        url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", lines[3]).group(1)  # type: ignore[union-attr]
         assert lines[0] == f"writ: data directory {home}\n"
+        assert lines[2].startswith(f"writ: temporal {os.environ['WRIT_TEMPORAL_ADDRESS']} ")
         assert json.loads(get_when_up(f"{url}/healthz")) == {"status": "ok"}
     finally:
         proc.terminate()

@@ -29,6 +29,9 @@ from support.gateway import (
 
 from writ.engine.cli.main import main
 
+# `writ serve` runs the approval worker: it reaches the session's Temporal dev server, and starts none.
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                    "clientInfo": {"name": "t", "version": "0"}}}

@@ -47,6 +47,9 @@ from support.gateway import (
 from writ.engine.core.settings import shipped_policy_dir
 
 ROOT = Path(__file__).resolve().parents[2]
+# `writ serve` runs the approval worker: it reaches the session's Temporal dev server, and starts none.
+pytestmark = pytest.mark.usefixtures("temporal_module")
+
 EVERYTHING = ROOT / ".mcp-servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 PRINCIPALS = {"plan-bot": "planner", "exec-bot": "executor", "exec-2": "executor", "audit-bot": "auditor"}
 READ_TOOLS = ["echo", "trigger-sampling-request", "trigger-elicitation-request", "trigger-long-running-operation",

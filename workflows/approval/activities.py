@@ -174,7 +174,8 @@ class ApprovalActivities:
     @activity.defn(name="record_event")
     def record_event(self, event: WorkflowEvent) -> None:
         """One audit entry (kind ``workflow``) with the workflow and run ids."""
-        self._append({"plan_id": event.plan_id, "event": event.event, "event_id": event.event_id, **event.details})
+        # the fixed fields last: a detail can never pass for another event or plan
+        self._append({**event.details, "plan_id": event.plan_id, "event": event.event, "event_id": event.event_id})
 
     def _append(self, payload: dict[str, Any]) -> None:
         info = activity.info()

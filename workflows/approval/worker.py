@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from writ.attestations.instance_key import load_instance_key
 from writ.engine.core.errors import ConfigError
-from writ.engine.core.settings import Settings
+from writ.engine.core.settings import Settings, shared_settings
 from writ.engine.wiring.services import Services, open_services
 from writ.workflows.approval.activities import ApprovalActivities
 from writ.workflows.approval.client import connect_client
@@ -49,7 +49,11 @@ def approval_worker(client: Client, services: Services) -> Worker:
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    """Connect, and run a worker on ``settings``' data directory until ``stop`` is set."""
+    """Connect, and run a worker on ``settings``' data directory until ``stop`` is set.
+
+    The data directory's recorded settings (its policy directory and database) apply, as for every command.
+    """
+    settings = shared_settings(settings)
     client = await connect_client(settings)
     with open_services(settings, create=False) as services:
         async with approval_worker(client, services):

@@ -289,7 +289,7 @@ class PlanApproval:
             if not self._warned_no_channel:
                 self._warned_no_channel = True
                 self._sending.append(asyncio.create_task(self._event("notification_skipped", {
-                    "event": event, "reason": "no notification channel is configured (WRIT_NOTIFY__*)"})))
+                    "notice": event, "reason": "no notification channel is configured (WRIT_NOTIFY__*)"})))
             return
         count = self._count
         notice = Notice(
