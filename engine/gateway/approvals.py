@@ -44,6 +44,7 @@ class ApprovalLink:
         If starting fails after the plan was stored, proposing the same plan again starts it.
         """
         client = await self.client()
+        await client.ensure_reachable()  # a client connected before may have lost its server since
         record = self.stores.plans.submit(envelope)
         await client.start(record)
         return record

@@ -116,6 +116,17 @@ class ApprovalClient:
     def workflow_id(self, plan_id: str) -> str:
         return workflow_id(self._queue, plan_id)
 
+    async def ensure_reachable(self) -> None:
+        """``WorkflowUnavailable`` unless Temporal answers a health check now (before a plan is stored)."""
+        t = self.settings.temporal
+        try:
+            healthy = await self.client.service_client.check_health(
+                timeout=timedelta(seconds=t.connect_timeout_s))
+        except (RPCError, RuntimeError) as e:
+            raise unavailable(t, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        if not healthy:
+            raise unavailable(t, "its frontend says it is not serving")
+
     def _handle(self, plan_id: str) -> WorkflowHandle[Any, Any]:
         return self.client.get_workflow_handle(self.workflow_id(plan_id))
 
