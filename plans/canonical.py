@@ -10,6 +10,13 @@ keys, invalid UTF-8, lone surrogates (``"\\ud800"``), ``NaN``/``Infinity``,
 numbers that overflow to infinity, and integers beyond +/-(2**53 - 1) unless
 written exactly as RFC 8785 writes a double (``100000000000000000000`` is the
 canonical form of ``1e20`` and parses as that ``float``).
+
+Speed: for a *plain* value (no floats, integers within +/-(2**53 - 1), object keys without
+characters beyond U+FFFF, only ``dict``/``list``/``tuple``/``str``/``int``/``bool``/``None``)
+RFC 8785 and ``json.dumps(sort_keys=True)`` write the same bytes, and the C encoder is about
+ten times faster than the pure-Python ``rfc8785``; every other value takes ``rfc8785``.
+``is_plain`` is that test, and ``unchecked_canonical_bytes`` the fast encoder for a caller
+that established it for the parts of a value that can vary (``writ.plans.models.Plan``).
 """
 
 from __future__ import annotations
@@ -31,10 +38,56 @@ DEFAULT_MAX_DEPTH = 64
 
 def canonical_bytes(obj: Any) -> bytes:
     """RFC 8785 bytes of a JSON-compatible object. ``InputError(not_canonicalizable)`` if it has none."""
+    if is_plain(obj):
+        fast = unchecked_canonical_bytes(obj)
+        if fast is not None:
+            return fast
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, UnicodeEncodeError, TypeError, RecursionError) as e:
         raise InputError(f"value has no canonical JSON form: {e}", code=reasons.NOT_CANONICALIZABLE) from None
+
+
+def plain_key(key: object) -> bool:
+    """A string key whose code-point order is its UTF-16 order (no character beyond U+FFFF)."""
+    if type(key) is not str:
+        return False
+    return key.isascii() or len(key.encode("utf-16-le", "surrogatepass")) == 2 * len(key)
+
+
+def is_plain(obj: Any) -> bool:
+    """Whether ``json.dumps(obj, sort_keys=True)`` writes exactly RFC 8785's bytes for ``obj`` (see above)."""
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str or kind is bool or node is None:
+            continue
+        if kind is int:
+            if -SAFE_INT <= node <= SAFE_INT:
+                continue
+            return False
+        if kind is dict:
+            if not all(plain_key(k) for k in node):
+                return False
+            stack.extend(node.values())
+        elif kind is list or kind is tuple:
+            stack.extend(node)
+        else:
+            return False
+    return True
+
+
+def unchecked_canonical_bytes(obj: Any) -> bytes | None:
+    """RFC 8785 bytes of a value the caller knows ``is_plain``; None if it has none (let ``rfc8785`` say why).
+
+    Unsafe on a value that is not plain: a float would be written in Python's form, not RFC 8785's.
+    """
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+        return text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        return None
 
 
 def sha256_digest(data: bytes) -> str:
@@ -80,6 +133,8 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _check_string(s: str, where: str) -> None:
+    if s.isascii():  # constant time in CPython: an ASCII string holds no surrogate
+        return
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:

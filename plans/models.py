@@ -6,7 +6,7 @@
                         args={"path": "/repo/README.md", "content": "..."})],
         ttl=timedelta(hours=4),
     )
-    plan.id                          # 'sha256:...' of plan.canonical_bytes()
+    plan.id                          # 'sha256:...' of plan.canonical_bytes() (computed once per plan)
     Plan.from_payload(raw, limits)   # strict parse of signed bytes; refuses non-canonical payloads
 
 A step pins its arguments exactly (``args``) by default. An argument may
@@ -18,7 +18,9 @@ step is ``writ.plans.matching.matches``.
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -38,7 +40,14 @@ from writ.engine.core import reasons
 from writ.engine.core.errors import InputError
 from writ.engine.core.settings import PlanLimits as PlanLimits  # noqa: PLC0414 - re-export; limits live in Settings
 from writ.engine.core.timeutil import utc_now
-from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
+from writ.plans.canonical import (
+    SAFE_INT,
+    canonical_bytes,
+    parse_strict,
+    plain_key,
+    sha256_digest,
+    unchecked_canonical_bytes,
+)
 from writ.plans.paths import PathRefused, check_glob, check_root
 from writ.plans.trust import Principal
 
@@ -182,22 +191,71 @@ class Plan(_Strict):
         return self.model_dump(mode="json")
 
     def canonical_bytes(self) -> bytes:
-        return canonical_bytes(self.signable())
+        """RFC 8785 bytes of ``signable()``, computed once: a plan is immutable (``model_copy`` forgets them)."""
+        cached: bytes | None = self.__dict__.get(_CANONICAL)
+        if cached is None:
+            doc = self.signable()
+            fast = unchecked_canonical_bytes(doc) if self._free_form_plain() else None
+            cached = fast if fast is not None else canonical_bytes(doc)
+            self.__dict__[_CANONICAL] = cached  # not a field: equality, dumps and reprs ignore it
+        return cached
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Plan:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop(_CANONICAL, None)  # an updated copy is another plan: encode it again
+        copied.__dict__.pop(_ID, None)
+        return copied
 
     @property
     def id(self) -> str:
-        """``sha256:<hex>`` of the canonical bytes; computed on each use, never cached."""
-        return sha256_digest(self.canonical_bytes())
+        """``sha256:<hex>`` of the canonical bytes, computed once per plan."""
+        cached: str | None = self.__dict__.get(_ID)
+        if cached is None:
+            cached = self.__dict__[_ID] = sha256_digest(self.canonical_bytes())
+        return cached
+
+    def _free_form_plain(self, max_depth: int | None = None) -> bool:
+        """``is_plain`` for the whole plan, looking only at what can vary: arguments and ``one_of`` values.
+
+        Every other part is a string, a bool or an ASCII field name. With ``max_depth``, also
+        whether the plan's JSON nests no deeper than that (the strict parser's depth rule:
+        plan 1, steps 2, a step 3, its args and constraints 4, a constraint 5, its values 6).
+        """
+        deepest = 4
+        for step in self.steps:
+            args = step.args
+            for name, value in args.items():
+                if type(value) is not str or not name.isascii():
+                    depth = _plain_depth(args, 4)
+                    if depth is None:
+                        return False
+                    deepest = max(deepest, depth)
+                    break
+            for c in step.constraints:
+                deepest = max(deepest, 5)
+                if isinstance(c, OneOf):
+                    deepest = 6
+                    if not all(_plain_scalar(v) for v in c.values):
+                        return False
+        return max_depth is None or deepest <= max_depth
 
     def is_expired(self, now: datetime) -> bool:
         return now >= self.expires_at
 
-    def check_limits(self, limits: PlanLimits) -> None:
+    def check_limits(self, limits: PlanLimits, *, canonical_size: int | None = None) -> None:
+        """Steps and each step's arguments within ``limits``.
+
+        ``canonical_size``: the length of the plan's canonical bytes, when known. Each step's
+        canonical arguments are part of those bytes, so a plan no longer than ``max_args_bytes``
+        cannot have a step over it, and is not encoded step by step.
+        """
         if len(self.steps) > limits.max_steps:
             raise InputError(
                 f"plan has {len(self.steps)} steps, the limit is {limits.max_steps} (max_steps)",
                 code=reasons.INPUT_TOO_LARGE,
             )
+        if canonical_size is not None and canonical_size <= limits.max_args_bytes:
+            return
         for i, step in enumerate(self.steps):
             size = len(canonical_bytes(step.args))
             if size > limits.max_args_bytes:
@@ -208,8 +266,38 @@ class Plan(_Strict):
 
     @classmethod
     def from_payload(cls, payload: bytes, limits: PlanLimits | None = None) -> Plan:
-        """Parse signed plan bytes: strict JSON, a valid plan, exactly canonical, within limits."""
+        """Parse signed plan bytes: strict JSON, a valid plan, exactly canonical, within limits.
+
+        A payload that is exactly the canonical bytes of the plan it holds is recognised without
+        the strict parser (``_from_canonical_payload``); any other goes through it, and gets its
+        error: what the fast path accepts, the strict path accepts too, as the same plan.
+        """
         limits = limits or PlanLimits()
+        plan = cls._from_canonical_payload(payload, limits)
+        if plan is None:
+            plan = cls._from_payload_strict(payload, limits)
+        plan.check_limits(limits, canonical_size=len(payload))
+        return plan
+
+    @classmethod
+    def _from_canonical_payload(cls, payload: bytes, limits: PlanLimits) -> Plan | None:
+        """The plan if ``payload`` is byte for byte its canonical form, plain and within the depth limit; else None."""
+        if type(payload) is not bytes or len(payload) > limits.max_plan_bytes:
+            return None
+        try:
+            plan = cls.model_validate(json.loads(payload))
+        except (ValueError, TypeError, RecursionError):  # not JSON, not UTF-8, not a plan: the strict path says why
+            return None
+        if not plan._free_form_plain(limits.max_json_depth):
+            return None  # floats, huge integers, keys beyond U+FFFF or too deep: only the strict path decides
+        encoded = unchecked_canonical_bytes(plan.signable())
+        if encoded != payload:
+            return None  # duplicate keys, whitespace, another order or spelling: the strict path names it
+        plan.__dict__[_CANONICAL] = encoded
+        return plan
+
+    @classmethod
+    def _from_payload_strict(cls, payload: bytes, limits: PlanLimits) -> Plan:
         obj = parse_strict(payload, max_bytes=limits.max_plan_bytes, max_depth=limits.max_json_depth)
         try:
             plan = cls.model_validate(obj)
@@ -222,5 +310,34 @@ class Plan(_Strict):
                 "plan payload is not canonical (RFC 8785; times as YYYY-MM-DDTHH:MM:SSZ; every field present)",
                 code=reasons.PLAN_NOT_CANONICAL,
             )
-        plan.check_limits(limits)
         return plan
+
+
+_CANONICAL = "_canonical_bytes"
+"""Where a plan keeps its canonical bytes once computed: its ``__dict__``, outside its fields."""
+_ID = "_plan_id"
+
+
+def _plain_scalar(value: Any) -> bool:
+    kind = type(value)
+    return kind is str or kind is bool or value is None or (kind is int and -SAFE_INT <= value <= SAFE_INT)
+
+
+def _plain_depth(args: dict[str, Any], level: int) -> int | None:
+    """The deepest nesting level in ``args`` (itself at ``level``) if it ``is_plain``; None if it is not."""
+    deepest = level
+    stack: list[tuple[Any, int]] = [(args, level)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            if not all(plain_key(k) for k in node):
+                return None
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node.values())
+        elif kind is list or kind is tuple:
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in node)
+        elif not _plain_scalar(node):
+            return None
+    return deepest

@@ -7,11 +7,12 @@ import math
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
 from writ.engine.core.errors import InputError
-from writ.plans.canonical import SAFE_INT, canonical_bytes, digest, parse_strict, sha256_digest
+from writ.plans.canonical import SAFE_INT, canonical_bytes, digest, is_plain, parse_strict, sha256_digest
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
@@ -136,3 +137,46 @@ def test_a_big_integer_literal_is_read_as_the_double_it_names():
     assert isinstance(parsed, float)
     assert parsed == 7.176295625367421e16
     assert parsed != 71762956253674210
+
+
+# -- the fast encoder gives RFC 8785's bytes, or gives way ----------------------------------------
+
+keys_anywhere_in_unicode = st.text(st.characters(blacklist_categories=("Cs",)), max_size=4)
+any_json: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(keys_anywhere_in_unicode, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(any_json)
+def test_canonical_bytes_are_rfc8785s_for_every_value(value: Any):
+    """The json.dumps fast path may only ever produce what the reference implementation produces."""
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(InputError):
+            canonical_bytes(value)
+        return
+    assert canonical_bytes(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        ({"a": [1, "x", None, True]}, True),
+        ({"a": 1.0}, False),  # json.dumps writes 1.0, RFC 8785 writes 1
+        ({"x": 1e-7}, False),  # 1e-07 against 1e-7
+        ({"n": SAFE_INT + 1}, False),
+        ({"\U0001f600": 1, "\ufb33": 2}, False),  # code point order is not UTF-16 order beyond U+FFFF
+        ({1: "x"}, False),
+        ((1, 2), True),
+    ],
+    ids=["plain", "float_one", "small_float", "big_int", "astral_key", "int_key", "tuple"],
+)
+def test_values_the_fast_encoder_would_get_wrong_are_not_plain(value: Any, plain: bool):
+    assert is_plain(value) is plain

@@ -140,6 +140,12 @@ def test_from_payload_round_trips():
     assert Plan.from_payload(plan.canonical_bytes()) == plan
 
 
+def _with_args(d: dict[str, Any], args_json: bytes) -> bytes:
+    """The canonical payload of ``d`` with step 0's arguments replaced by ``args_json`` verbatim."""
+    marker = {**d, "steps": [{**d["steps"][0], "args": {"__marker__": 0}}]}
+    return canonical_bytes(marker).replace(b'{"__marker__":0}', args_json)
+
+
 @pytest.mark.parametrize(
     ("mutate", "code"),
     [
@@ -159,6 +165,15 @@ def test_from_payload_round_trips():
         (lambda d: canonical_bytes({**d, "steps": []}), "plan_invalid"),
         (lambda d: canonical_bytes({**d, "owner": "mallory"}), "plan_invalid"),
         (lambda d: canonical_bytes(d)[:-1] + b',"title":"x"}', "json_duplicate_key"),
+        # What the json.dumps fast path could mistake for canonical: it hands each to the strict path.
+        (lambda d: canonical_bytes({**d, "ordered": 1}), "plan_not_canonical"),  # 1 == True in Python
+        (lambda d: _with_args(d, b'{"x":1e-07}'), "plan_not_canonical"),  # Python's float spelling
+        (lambda d: _with_args(d, b'{"x":1.0}'), "plan_not_canonical"),
+        (lambda d: _with_args(d, b'{"x":9007199254740993}'), "json_invalid_number"),
+        (lambda d: _with_args(d, b'{"x":"\\ud800"}'), "json_invalid_unicode"),
+        (lambda d: _with_args(d, b'{"x":NaN}'), "json_invalid_number"),
+        (lambda d: _with_args(d, '{"\ufb33":1,"\U0001f600":2}'.encode()), "plan_not_canonical"),  # code point order
+        (lambda d: canonical_bytes(d).decode().encode("utf-16"), "json_invalid_unicode"),
     ],
     ids=[
         "whitespace",
@@ -168,6 +183,14 @@ def test_from_payload_round_trips():
         "no_steps",
         "extra_field",
         "duplicate_key",
+        "ordered_one",
+        "python_float_spelling",
+        "float_with_zero_fraction",
+        "integer_beyond_2_53",
+        "lone_surrogate",
+        "nan",
+        "keys_in_code_point_order",
+        "utf16_payload",
     ],
 )
 def test_from_payload_refuses(mutate: Any, code: str):
@@ -175,6 +198,33 @@ def test_from_payload_refuses(mutate: Any, code: str):
     with pytest.raises(InputError) as e:
         Plan.from_payload(raw)
     assert e.value.code == code
+
+
+json_args: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(-SAFE_INT, SAFE_INT)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(args=st.dictionaries(st.text(min_size=1, max_size=4), json_args, max_size=4))
+def test_any_canonical_plan_payload_parses_back_to_its_plan(args: dict[str, Any]):
+    """Floats, astral keys, nesting: whichever path reads it, a canonical payload is its plan, with its id."""
+    plan = _plan(steps=(WRITE.model_copy(update={"args": args}),))
+    payload = canonical_bytes(plan.signable())
+    parsed = Plan.from_payload(payload, PlanLimits(max_json_depth=64))
+    assert parsed == plan
+    assert parsed.canonical_bytes() == payload == plan.canonical_bytes()
+    assert parsed.id == plan.id == "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def test_an_updated_copy_of_a_plan_has_its_own_id():
+    plan = _plan()
+    assert plan.id  # computed and kept
+    changed = plan.model_copy(update={"title": "Delete README"})
+    assert changed.id != plan.id
+    assert changed.id == _plan(title="Delete README").id
 
 
 def test_from_payload_limits():
