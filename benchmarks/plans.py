@@ -7,7 +7,13 @@ Prints one JSON document on stdout (progress on stderr):
 - Writ's PrivateKey.sign / PublicKey.verify per second (key checks included),
 - the time to verify a 100-step plan envelope and count 3 signed approvals
   (verify_plan_envelope + evaluate_approvals), p50 and p99, and how much of it is
-  the raw signature cost (4 verifies).
+  the raw signature cost (4 verifies of the 4 KB message: ``raw_signature_floor_us``; and
+  of the very envelopes, the plan's 70 KB included: ``raw_signature_exact_us``):
+  ``cold`` with the verified-envelope cache emptied before each round (what a first check
+  costs), ``warm`` when the same envelopes and trusted keys were verified before (what
+  ``status``, ``begin`` and step claims pay again).
+
+``goals`` says whether the run met issue 13's: cold p50 <= 2x the floor, warm p50 <= 200 µs.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from writ.plans.approval_result import ApprovalRequirement
+from writ.plans.dsse import Envelope
 from writ.plans.keys import PrivateKey
 from writ.plans.models import Plan, PlanStep
 from writ.plans.statements import sign_approval, sign_plan
 from writ.plans.trust import TrustedKey, TrustSet
 from writ.plans.verify import evaluate_approvals, verify_plan_envelope
+from writ.plans.verify_cache import clear_verified
 
 
 def per_second(fn, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -82,14 +90,17 @@ def main() -> None:
     envelope = sign_plan(plan, planner).to_json()
     approvals = [sign_approval(plan.id, k, approver=name, at=now).to_json() for name, k in approvers.items()]
     requirement = ApprovalRequirement(quorum=3, required_groups=("code-owners",), max_ttl_seconds=86400)
-    samples = []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
+
+    def check() -> None:
         verified = verify_plan_envelope(envelope, trust, now=now)
         result = evaluate_approvals(verified, approvals, trust, now=now, requirement=requirement)
-        samples.append((time.perf_counter() - start) * 1e6)
         assert result.approved, result.summary
+
+    samples = timed(check, args.rounds, before=clear_verified)
+    warm = timed(check, args.rounds)
     raw_floor_us = 4 * 1e6 / raw_verify
+    exact_us = exact_signature_cost_us([envelope, *approvals], trust)
+    cold_p50, warm_p50 = statistics.median(samples), statistics.median(warm)
 
     print(json.dumps({
         "benchmark": "plans",
@@ -102,12 +113,48 @@ def main() -> None:
         "plan_100_steps_3_approvals": {
             "envelope_bytes": len(envelope),
             "rounds": args.rounds,
-            "p50_us": round(statistics.median(samples)),
+            "p50_us": round(cold_p50),
             "p99_us": round(percentile(samples, 0.99)),
             "raw_signature_floor_us": round(raw_floor_us),
-            "p50_over_floor": round(statistics.median(samples) / raw_floor_us, 1),
+            "raw_signature_exact_us": round(exact_us),
+            "p50_over_floor": round(cold_p50 / raw_floor_us, 1),
+            "warm": {"p50_us": round(warm_p50), "p99_us": round(percentile(warm, 0.99))},
+        },
+        "goals": {
+            "cold_p50_at_most_2x_floor": cold_p50 <= 2 * raw_floor_us,
+            "warm_p50_at_most_200_us": warm_p50 <= 200,
         },
     }, indent=2))
+
+
+def timed(fn, rounds: int, before=None) -> list[float]:  # type: ignore[no-untyped-def]
+    """``rounds`` timings of ``fn`` in µs; ``before`` runs untimed ahead of each (to empty a cache)."""
+    fn()
+    samples = []
+    for _ in range(rounds):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+def exact_signature_cost_us(envelopes: list[bytes], trust: TrustSet, rounds: int = 50) -> float:
+    """Raw ``cryptography`` verification of each envelope's one signature over its PAE, p50 in µs (no parsing)."""
+    work = []
+    for raw in envelopes:
+        env = Envelope.from_json(raw)
+        signer = trust.key(env.signatures[0].keyid)
+        assert signer is not None
+        work.append((signer.public_key, env.signatures[0].sig, env.pae()))
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for key, sig, pae in work:
+            key.verify(sig, pae)
+        samples.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(samples)
 
 
 if __name__ == "__main__":

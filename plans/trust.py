@@ -6,6 +6,7 @@
     )
     trust.keys_for("planner")                  # {key_id: TrustedKey} of every planner key
     trust.key(key_id).invalid_reason(now)      # None, or "revoked at 2026-11-01T00:00:00Z"
+    trust.keys_fingerprint                     # sha256 of every key and its window: what verification caches on
 
 A key belongs to exactly one principal and one role; a principal that plans and
 approves has two keys. Verification asks for the keys of the role it expects
@@ -14,6 +15,8 @@ approves has two keys. Verification asks for the keys of the role it expects
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -120,15 +123,40 @@ class TrustSet(BaseModel):
                 raise ValueError(f"principals {names[folded]!r} and {name!r} differ only by case")
         return self
 
+    def _index(self) -> dict[str, TrustedKey]:
+        """Key id -> key, built once: the set is frozen (kept outside the fields, like a cached property)."""
+        index: dict[str, TrustedKey] | None = self.__dict__.get(_INDEX)
+        if index is None:
+            index = self.__dict__[_INDEX] = {k.key_id: k for k in self.keys}
+        return index
+
     def key(self, key_id: str | None) -> TrustedKey | None:
-        for k in self.keys:
-            if k.key_id == key_id:
-                return k
-        return None
+        return self._index().get(key_id) if key_id is not None else None
 
     def keys_for(self, role: Role, principal: str | None = None) -> dict[str, TrustedKey]:
         """The keys of ``role`` (and of ``principal`` if given), by key id, whatever their validity window."""
-        return {k.key_id: k for k in self.keys if k.role == role and (principal is None or k.principal == principal)}
+        return {kid: k for kid, k in self._index().items()
+                if k.role == role and (principal is None or k.principal == principal)}
+
+    @property
+    def keys_fingerprint(self) -> str:
+        """``sha256:`` over every key with its principal, role and window (not the groups), computed once.
+
+        Two trust sets with the same fingerprint verify every signature alike and give every key
+        the same validity at any time: what a cache of verified envelopes may key on. A key added,
+        revoked, expired or moved to another principal changes it.
+        """
+        fp: str | None = self.__dict__.get(_FINGERPRINT)
+        if fp is None:
+            keys = [k.model_dump(mode="json") for k in self.keys]
+            fp = self.__dict__[_FINGERPRINT] = "sha256:" + hashlib.sha256(json.dumps(keys).encode()).hexdigest()
+        return fp
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> TrustSet:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop(_INDEX, None)  # an updated copy holds other keys: index and fingerprint them again
+        copied.__dict__.pop(_FINGERPRINT, None)
+        return copied
 
     def groups_of(self, principal: str) -> frozenset[str]:
         return frozenset(g for g, members in self.groups.items() if principal in members)
@@ -136,3 +164,7 @@ class TrustSet(BaseModel):
     @classmethod
     def of(cls, keys: Sequence[TrustedKey], groups: Mapping[str, Sequence[str]] | None = None) -> TrustSet:
         return cls(keys=tuple(keys), groups={g: tuple(m) for g, m in (groups or {}).items()})
+
+
+_INDEX = "_key_index"
+_FINGERPRINT = "_keys_fingerprint"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -44,7 +43,7 @@ from writ.engine.core.timeutil import db_time, from_db_time, utc_now
 from writ.plans.canonical import canonical_bytes, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey, short_key_id
 from writ.plans.principal_status import PrincipalState, PrincipalStatus
-from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustedKey, TrustSet
+from writ.plans.trust import PRINCIPAL_PATTERN, Role, TrustSet
 from writ.plans.trust_groups import (
     GroupMembership,
     GroupsSource,
@@ -55,6 +54,7 @@ from writ.plans.trust_groups import (
     merge_groups,
     policy_groups,
 )
+from writ.plans.trust_records import KeyRecord, PrincipalRecord, key_record
 from writ.plans.trust_revision import bump_revision, read_revision
 
 __all__ = [
@@ -74,62 +74,6 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 MIN_PREFIX = 6
 
 
-def _opt_time(text: str | None) -> datetime | None:
-    return from_db_time(text) if text is not None else None
-
-
-@dataclass(frozen=True)
-class PrincipalRecord:
-    """A principal as stored, with the groups it is in now (both sources)."""
-
-    name: str
-    role: str
-    created_at: datetime
-    groups: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A trusted key as stored; ``trusted`` is the ``TrustedKey`` that verification uses."""
-
-    key_id: str
-    principal: str
-    role: str
-    public_key: str  # base64 of the 32 raw bytes
-    not_before: datetime | None
-    not_after: datetime | None
-    revoked_at: datetime | None
-    created_at: datetime
-
-    @property
-    def trusted(self) -> TrustedKey:
-        return TrustedKey(
-            principal=self.principal,
-            role=self.role,
-            public_key=PublicKey.from_base64(self.public_key),
-            not_before=self.not_before,
-            not_after=self.not_after,
-            revoked_at=self.revoked_at,
-        )
-
-    def status(self, now: datetime) -> str:
-        """``valid``, or why not (``revoked at ...``, ``expired at ...``, ``not valid before ...``)."""
-        return self.trusted.invalid_reason(now) or "valid"
-
-
-def _key_record(row: TrustedKeyRow) -> KeyRecord:
-    return KeyRecord(
-        key_id=row.key_id,
-        principal=row.principal,
-        role=row.role,
-        public_key=row.public_key,
-        not_before=_opt_time(row.not_before),
-        not_after=_opt_time(row.not_after),
-        revoked_at=_opt_time(row.revoked_at),
-        created_at=from_db_time(row.created_at),
-    )
-
-
 class TrustStore:
     """Principals, keys and stored group memberships in a ``Database``, merged with the policy data's groups.
 
@@ -142,6 +86,7 @@ class TrustStore:
         self._stored_groups = StoredGroups(store)
         self._audit = audit
         self.status = PrincipalStatus(store, audit=audit)  # locks and disables (writ.plans.principal_status)
+        self._trust_cache: tuple[int, dict[str, tuple[str, ...]], TrustSet] | None = None
 
     def _db(self, what: str) -> AbstractContextManager[None]:
         return db_errors(self._store, what)
@@ -267,7 +212,7 @@ class TrustStore:
             not_after=db_time(not_after) if not_after else None,
             created_at=db_time(now or utc_now()),
         )
-        record = _key_record(row)
+        record = key_record(row)
         try:
             record.trusted  # noqa: B018 - checks the window (not_after later than not_before)
         except ValidationError as e:
@@ -307,7 +252,7 @@ class TrustStore:
             query = select(TrustedKeyRow).order_by(col(TrustedKeyRow.principal), col(TrustedKeyRow.created_at))
             if principal is not None:
                 query = query.where(TrustedKeyRow.principal == principal)
-            return [_key_record(r) for r in session.exec(query)]
+            return [key_record(r) for r in session.exec(query)]
 
     def key(self, ref: str) -> KeyRecord:
         """A key by its full id (``sha256:<64 hex>``) or a unique prefix of the hex (at least 6 digits)."""
@@ -327,7 +272,7 @@ class TrustStore:
             raise NotFoundError(f"no trusted key {ref!r} (see `writ keys list`)", code=reasons.KEY_NOT_FOUND)
         if len(rows) > 1:
             raise InputError(f"key id prefix {ref!r} names more than one key; give more digits", code=reasons.KEY_AMBIGUOUS)
-        return _key_record(rows[0])
+        return key_record(rows[0])
 
     def revoke_key(self, ref: str, *, at: datetime | None = None) -> KeyRecord:
         """Revoke a key from ``at`` (default now) on. Signatures checked at or after ``at`` no longer count.
@@ -351,7 +296,7 @@ class TrustStore:
             self.bump(session)
             session.commit()
             session.refresh(row)
-            revoked = _key_record(row)
+            revoked = key_record(row)
         self._audit.append(
             "trust_event",
             {"event": "key_revoked", "key_id": revoked.key_id, "principal": revoked.principal, "revoked_at": when},
@@ -361,15 +306,27 @@ class TrustStore:
     # -- trust sets --------------------------------------------------------------------------
 
     def trust_set(self) -> TrustSet:
-        """Every stored key (revoked ones included: they verify history) and the groups in force (``groups()``)."""
+        """Every stored key (revoked ones included: they verify history) and the groups in force (``groups()``).
+
+        Built again only when the trust store's revision or the policy data's groups changed
+        since the last call: otherwise the same (immutable) trust set, so the verified envelopes
+        cached on its keys (``writ.plans.verify_cache``) are found again.
+        """
+        revision = self.revision()  # read before the keys: a change in between only costs a rebuild
+        policy = dict(self._groups())
+        cached = self._trust_cache
+        if cached is not None and cached[0] == revision and cached[1] == policy:
+            return cached[2]
         keys = [k.trusted for k in self.keys()]
         try:
-            return TrustSet.of(keys, self.groups())
+            trust = TrustSet.of(keys, merge_groups(policy, self._stored_groups.all()))
         except ValidationError as e:
             raise ConfigError(
                 f"the trust store and data.writ.groups do not form a trust set: {e.errors()[0]['msg']}",
                 code=reasons.TRUST_INVALID,
             ) from None
+        self._trust_cache = (revision, policy, trust)
+        return trust
 
     def export_trust_root(self, *, now: datetime | None = None) -> dict[str, Any]:
         """The trust set as JSON, with when it was exported and the sha256 of its RFC 8785 form."""

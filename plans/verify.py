@@ -22,6 +22,10 @@ result types are in ``writ.plans.approval_result``; plan ids in messages come fr
 One TTL rule: ``ttl_violation`` (and its raising twin ``check_ttl``, which the plan
 store calls on submit) refuses a plan that stays valid longer than the requirement's
 ``max_ttl_seconds`` (code ``plan_ttl_too_long``).
+
+Envelopes given as bytes are verified once per (exact bytes, trusted keys, limits):
+``writ.plans.verify_cache`` keeps what the signatures and the strict parse found, and
+every check that depends on the time, the plan or the groups runs on each call.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from writ.plans.keys import PublicKey, short_key_id
 from writ.plans.models import Plan, PlanLimits, short_plan_id
 from writ.plans.statements import IN_TOTO_PAYLOAD_TYPE, PLAN_PAYLOAD_TYPE, ApprovalStatement
 from writ.plans.trust import Role, TrustedKey, TrustSet
+from writ.plans.verify_cache import APPROVALS, PLANS, EnvelopeKey
 
 __all__ = ["check_ttl", "evaluate_approvals", "require_approved", "ttl_violation", "verify_plan_envelope"]
 
@@ -84,12 +89,17 @@ def verify_plan_envelope(
     """
     limits = limits or PlanLimits()
     aware(now, "'now'")
-    # 1. a well-formed envelope within limits
-    env = _plan_envelope(envelope, limits)
-    # 2. signed by some trusted planner key (any principal, for now), and of the plan payload type
-    accepted = _planner_signatures(env, trust)
-    # 3. only now parse the signed bytes
-    plan = Plan.from_payload(env.payload, limits)
+    key = EnvelopeKey.of(envelope, trust, limits)
+    found = PLANS.get(key)
+    if found is None:
+        # 1. a well-formed envelope within limits
+        env = _plan_envelope(envelope, limits)
+        # 2. signed by some trusted planner key (any principal, for now), and of the plan payload type
+        accepted = _planner_signatures(env, trust)
+        # 3. only now parse the signed bytes
+        found = (Plan.from_payload(env.payload, limits), accepted)
+        PLANS.put(key, found)
+    plan, accepted = found
     # 4. the signer is the planner the plan names, 5. with a key valid now
     _check_own_valid_key(plan, [tk for kid in accepted if (tk := trust.key(kid)) is not None], now)
     return plan
@@ -165,12 +175,17 @@ def _check_one(
 ) -> CountedDecision | IgnoredApproval:
     """One approval envelope, checked in the policy's order; each step can ignore it for one reason."""
     try:
-        # 1. an envelope of an in-toto statement with exactly one signature
-        env = _statement_envelope(item, limits)
-        # 2. signed by a trusted approver key
-        tk = _approver_key(env, plan, trust)
-        # 3. only now parse the signed statement; the approver it names is the key's principal
-        statement = _statement_of(env, tk, limits)
+        key = EnvelopeKey.of(item, trust, limits)
+        found = APPROVALS.get(key)
+        if found is None:
+            # 1. an envelope of an in-toto statement with exactly one signature
+            env = _statement_envelope(item, limits)
+            # 2. signed by a trusted approver key
+            tk = _approver_key(env, plan, trust)
+            # 3. only now parse the signed statement; the approver it names is the key's principal
+            found = (tk, _statement_of(env, tk, limits))
+            APPROVALS.put(key, found)
+        tk, statement = found
         # 4. the rest in the policy's precedence: self approval, wrong plan, key validity, groups
         _check_eligible(statement, tk, plan, trust, now, requirement)
     except _Ignored as e:

@@ -512,6 +512,37 @@ def test_planner_key_revoked_after_approval_stops_the_plan(world: World) -> None
     assert e.value.code == "key_invalid"
 
 
+def test_one_byte_of_a_verified_stored_envelope_edited_in_the_database(world: World) -> None:
+    """The envelope was verified (and remembered) at submit and by status; one changed byte is checked in full."""
+    plan = world.approved()
+    assert world.plans.status(plan.id, now=NOW).verifier_approved
+    stored = world.plans.get(plan.id).envelope
+    at = stored.index(b'"payload":"') + len(b'"payload":"') + 40
+    edited = stored[:at] + (b"B" if stored[at:at + 1] != b"B" else b"C") + stored[at + 1:]
+    world.sql("UPDATE plans SET envelope = :e WHERE id = :id", e=edited, id=plan.id)
+    with pytest.raises(SignatureError, match="does not verify under any trusted planner key"):
+        world.plans.status(plan.id, now=NOW)
+    with pytest.raises(SignatureError, match="does not verify under any trusted planner key"):
+        world.plans.begin(plan.id, "exec-bot", now=NOW)
+
+
+def test_a_revocation_by_another_process_reaches_a_trust_set_read_before(world: World, engine: EmbeddedEngine) -> None:
+    """Two trust stores on one database (two gateway replicas): the revision makes the second see the first's change."""
+    plan = world.executing()
+    world.claim(plan, 0)  # the plan and the trust set verified and remembered here
+    world.plans.record_result(plan.id, 0, "sha256:" + "0" * 64, "succeeded", now=NOW)
+    before = world.trust.trust_set()
+    assert world.trust.trust_set() is before  # nothing changed: the same trust set
+    other = TrustStore(world.store, policy_groups(engine), audit=AuditLog(world.store))
+    other.revoke_key(world.keys["plan-bot"].key_id, at=NOW + timedelta(minutes=1))
+    after = world.trust.trust_set()
+    assert after is not before
+    assert after.key(world.keys["plan-bot"].key_id).revoked_at == NOW + timedelta(minutes=1)
+    with pytest.raises(ClaimRefused, match="is no longer backed: plan signed by key .* which was revoked") as e:
+        world.claim(plan, 1, now=NOW + timedelta(minutes=2))
+    assert e.value.code == "plan_not_backed"
+
+
 # -- claims: exactly once, exactly the approved call ------------------------------------------------
 
 
