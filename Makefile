@@ -51,6 +51,7 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/policy_decisions.py
 	$(BIN)/python benchmarks/plans.py
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gateway_overhead.py
+	$(BIN)/python benchmarks/approvals.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
