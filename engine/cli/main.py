@@ -13,6 +13,8 @@ Any ``WritError`` is printed as ``error[code]: message`` and exits 1; never a tr
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -20,6 +22,10 @@ from pathlib import Path
 import click
 
 from writ.engine.cli.common import DATA_DIR_HELP, DATA_DIR_META
+
+# A Temporal client left for interpreter shutdown can abort (134) or crash (139) the process after the
+# command succeeded (temporalio/sdk-python#300): collect it while the interpreter still runs.
+atexit.register(gc.collect)
 
 # One line per command: "name": "module:attr".
 COMMANDS: dict[str, str] = {
