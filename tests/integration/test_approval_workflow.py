@@ -153,13 +153,20 @@ def test_a_counted_rejection_ends_the_plan(world: World) -> None:
             await client.start(record)
             count = await client.decide(record.id, world.approval(record.id, "bob", "reject",
                                                                   comment="touches prod"), "reject")
-            return count.summary, (await client.outcome(record.id)).state
+            outcome = await client.outcome(record.id)
+            with pytest.raises(ApprovalRefused) as late:  # its workflow ended with the plan
+                await client.decide(record.id, world.approval(record.id, "alice"), "approve")
+            assert late.value.code == reasons.PLAN_NOT_PENDING and "is rejected" in late.value.message
+            return count.summary, outcome.state
 
     summary, end = run(scenario())
     assert summary == "rejected by bob"
     assert end == "rejected"
     assert world.services.plans.get(record.id).state is PlanState.REJECTED
     assert [e["event"] for e in world.audit("workflow")][-1] == "ended"
+    assert [r["code"] for r in world.audit("approval_refused")] == [reasons.PLAN_NOT_PENDING]
+    assert world.services.plans.approvals(record.id)[0].approver == "bob" and len(
+        world.services.plans.approvals(record.id)) == 1
 
 
 def test_execution_end_is_recorded_from_the_store_then_export(world: World) -> None:

@@ -165,8 +165,25 @@ class ApprovalClient:
         except WorkflowUpdateFailedError as e:
             raise await self._refusal(handle, plan_id, envelope, e) from None
         except RPCError as e:
-            raise self._rpc_error(plan_id, e) from None
+            ended = await self._ended_state(handle) if e.status == RPCStatusCode.NOT_FOUND else None
+            if ended is None:
+                raise self._rpc_error(plan_id, e) from None
+            # its workflow already ended with the plan (expired, rejected, ...): refused like any late decision
+            code = reasons.PLAN_EXPIRED if ended == "expired" else reasons.PLAN_NOT_PENDING
+            message = f"plan {plan_id[:19]}.. is {ended}: it takes no more decisions"
+            raise await self._audited(handle, plan_id, envelope, code, message) from None
         return result  # type: ignore[no-any-return]
+
+    async def _ended_state(self, handle: WorkflowHandle[Any, Any]) -> str | None:
+        """The plan's state as its workflow ended, if it ended; None if there is no such workflow."""
+        try:
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                return None
+            status: ApprovalStatus = await handle.query("status", result_type=ApprovalStatus)
+        except RPCError:
+            return None
+        return status.state
 
     async def _refusal(self, handle: WorkflowHandle[Any, Any], plan_id: str, envelope: bytes,
                        e: WorkflowUpdateFailedError) -> ApprovalRefused | WorkflowUnavailable:
@@ -178,7 +195,14 @@ class ApprovalClient:
             return WorkflowUnavailable(f"the approval workflow could not count it: {message}",
                                        code=reasons.WORKFLOW_FAILED)
         code = str(info.get("code") or reasons.APPROVAL_REFUSED)
-        if info.get("stage") != "store" and self._audit is not None:
+        if info.get("stage") == "store":  # the store audited it
+            return ApprovalRefused(message, code=code)
+        return await self._audited(handle, plan_id, envelope, code, message)
+
+    async def _audited(self, handle: WorkflowHandle[Any, Any], plan_id: str, envelope: bytes, code: str,
+                       message: str) -> ApprovalRefused:
+        """A refusal before the store saw the decision, audited here (``approval_refused``, stage ``workflow``)."""
+        if self._audit is not None:
             run_id = ""
             try:
                 run_id = (await handle.describe()).run_id
