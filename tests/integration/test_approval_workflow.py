@@ -198,3 +198,21 @@ def test_no_temporal_means_workflow_unavailable(tmp_path: Path) -> None:
         run(ApprovalClient.connect(settings))
     assert e.value.code == reasons.WORKFLOW_UNAVAILABLE
     assert "cannot reach Temporal" in e.value.message and "WRIT_TEMPORAL" in e.value.message
+
+
+def test_a_forged_decision_in_flight_does_not_hold_up_the_real_approver(world: World) -> None:
+    record = world.submit()
+
+    async def scenario() -> tuple[BaseException | Any, BaseException | Any]:
+        async with running_worker(world) as client:
+            await client.start(record)
+            forged = world.approval(record.id, "alice", signer="dave")  # names alice, signed by dave
+            real = world.approval(record.id, "alice")
+            return tuple(await asyncio.gather(client.decide(record.id, forged, "approve"),
+                                              client.decide(record.id, real, "approve"), return_exceptions=True))
+
+    forged, real = run(scenario())
+    assert isinstance(forged, ApprovalRefused), forged
+    assert not isinstance(real, BaseException), real
+    assert real.approvers == ("alice",)
+    assert [a.approver for a in world.services.plans.approvals(record.id)] == ["alice"]

@@ -78,7 +78,6 @@ class PlanApproval:
         self._state = "pending"
         self._count: ApprovalCount | None = None
         self._decided: set[str] = set()
-        self._counting: set[str] = set()
         self._notified: list[NoticeSent] = []
         self._finish_hint = False
         self._export = "not started"
@@ -228,7 +227,9 @@ class PlanApproval:
             raise _refused(reasons.APPROVAL_MALFORMED, f"the statement says {said!r}, sent as {expected!r}")
         if who == self._start.planner:
             raise self._ignored(reasons.SELF_APPROVAL, f"{who!r} wrote the plan and cannot decide on it")
-        if who in self._decided or who in self._counting:
+        # (one being counted now is not refused here: an unverified name must not hold up the real one;
+        # the store refuses the second of two concurrent decisions of one approver)
+        if who in self._decided:
             raise self._ignored(reasons.DUPLICATE_APPROVER, f"{who!r} already decided on this plan; the first "
                                 "decision counts")
         if workflow.now() >= self._start.expires_at:
@@ -242,18 +243,13 @@ class PlanApproval:
         return _refused("approval_" + reason, f"approval of plan {short}.. refused ({reason}): {detail}")
 
     async def _decide(self, decision: Decision) -> ApprovalCount:
-        who = unverified_statement(decision.envelope.encode()).predicate.approver
-        self._counting.add(who)
-        try:
-            await workflow.wait_condition(lambda: self._opened is not None)
-            async with self._lock:
-                if self._state != "pending":
-                    raise _refused(reasons.PLAN_NOT_PENDING, f"plan is {self._state}: it takes no more decisions")
-                count: ApprovalCount = await self._activity(
-                    "record_decision", RecordDecision(plan_id=self._start.plan_id, envelope=decision.envelope),
-                    ApprovalCount, STORE_RETRY)
-        finally:
-            self._counting.discard(who)
+        await workflow.wait_condition(lambda: self._opened is not None)
+        async with self._lock:  # one decision counted at a time
+            if self._state != "pending":
+                raise _refused(reasons.PLAN_NOT_PENDING, f"plan is {self._state}: it takes no more decisions")
+            count: ApprovalCount = await self._activity(
+                "record_decision", RecordDecision(plan_id=self._start.plan_id, envelope=decision.envelope),
+                ApprovalCount, STORE_RETRY)
         self._count, self._state = count, count.state
         self._decided = {*count.approvers, *count.rejected_by}
         return count
