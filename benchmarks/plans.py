@@ -8,7 +8,8 @@ Prints one JSON document on stdout (progress on stderr):
 - the time to verify a 100-step plan envelope and count 3 signed approvals
   (verify_plan_envelope + evaluate_approvals), p50 and p99, and how much of it is
   the raw signature cost (4 verifies of the 4 KB message: ``raw_signature_floor_us``; and
-  of the very envelopes, the plan's 70 KB included: ``raw_signature_exact_us``):
+  of the very envelopes, the plan's 70 KB included: ``raw_signature_exact_us``), all four
+  timed round by round, side by side:
   ``cold`` with the verified-envelope cache emptied before each round (what a first check
   costs), ``warm`` when the same envelopes and trusted keys were verified before (what
   ``status``, ``begin`` and step claims pay again).
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=50, help="full plan verifications to time")
     args = parser.parse_args()
     msg = b"x" * 4096
+    load_start = os.getloadavg()[0]
 
     print("raw cryptography ...", file=sys.stderr)
     raw_key = Ed25519PrivateKey.generate()
@@ -96,16 +100,24 @@ def main() -> None:
         result = evaluate_approvals(verified, approvals, trust, now=now, requirement=requirement)
         assert result.approved, result.summary
 
-    samples = timed(check, args.rounds, before=clear_verified)
-    warm = timed(check, args.rounds)
-    raw_floor_us = 4 * 1e6 / raw_verify
-    exact_us = exact_signature_cost_us([envelope, *approvals], trust)
+    def floor() -> None:
+        for _ in range(4):
+            raw_pub.verify(raw_sig, msg)
+
+    exact = exact_signature_work([envelope, *approvals], trust)
+    # Round by round, side by side, so load from other work on the machine hits all four alike.
+    rounds = interleaved({"floor": (floor, None), "exact": (exact, None), "cold": (check, clear_verified),
+                          "warm": (check, None)}, args.rounds)
+    samples, warm = rounds["cold"], rounds["warm"]
+    raw_floor_us, exact_us = statistics.median(rounds["floor"]), statistics.median(rounds["exact"])
     cold_p50, warm_p50 = statistics.median(samples), statistics.median(warm)
 
     print(json.dumps({
         "benchmark": "plans",
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "message_bytes": len(msg),
         "ed25519_raw_cryptography": {"sign_per_s": round(raw_sign), "verify_per_s": round(raw_verify)},
         "ed25519_writ": {"sign_per_s": round(writ_sign), "verify_per_s": round(writ_verify),
@@ -127,34 +139,35 @@ def main() -> None:
     }, indent=2))
 
 
-def timed(fn, rounds: int, before=None) -> list[float]:  # type: ignore[no-untyped-def]
-    """``rounds`` timings of ``fn`` in µs; ``before`` runs untimed ahead of each (to empty a cache)."""
-    fn()
-    samples = []
-    for _ in range(rounds):
-        if before is not None:
-            before()
-        start = time.perf_counter()
+def interleaved(work: dict[str, tuple[Any, Any]], rounds: int) -> dict[str, list[float]]:
+    """Per round, each ``name: (fn, before)`` once: ``before`` untimed (to empty a cache), ``fn`` timed, in µs."""
+    samples: dict[str, list[float]] = {name: [] for name in work}
+    for fn, _ in work.values():
         fn()
-        samples.append((time.perf_counter() - start) * 1e6)
+    for _ in range(rounds):
+        for name, (fn, before) in work.items():
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1e6)
     return samples
 
 
-def exact_signature_cost_us(envelopes: list[bytes], trust: TrustSet, rounds: int = 50) -> float:
-    """Raw ``cryptography`` verification of each envelope's one signature over its PAE, p50 in µs (no parsing)."""
+def exact_signature_work(envelopes: list[bytes], trust: TrustSet) -> Any:
+    """Raw ``cryptography`` verification of each envelope's one signature over its PAE (no parsing, no checks)."""
     work = []
     for raw in envelopes:
         env = Envelope.from_json(raw)
         signer = trust.key(env.signatures[0].keyid)
         assert signer is not None
         work.append((signer.public_key, env.signatures[0].sig, env.pae()))
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
+
+    def verify_all() -> None:
         for key, sig, pae in work:
             key.verify(sig, pae)
-        samples.append((time.perf_counter() - start) * 1e6)
-    return statistics.median(samples)
+
+    return verify_all
 
 
 if __name__ == "__main__":

@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()[0]
     inputs = build_inputs(args.n, args.seed)
     warm = build_inputs(args.warmup, args.seed + 1)
     embedded = EmbeddedEngine(shipped_policy_dir(), Limits(policy_reload_interval_s=3600))
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     # The engines must agree on every decision they just made.
     disagreements = 0
     for a, i, b, raw in zip(runs["embedded"]["_results"], runs["embedded_interpreted"]["_results"],
-                            runs["opa_sidecar_http"]["_results"], runs["opa_in_process"]["_results"]):
+                            runs["opa_sidecar_http"]["_results"], runs["opa_in_process"]["_results"], strict=True):
         raw_view = (raw["allow"], sorted(r["code"] for r in raw["reasons"]))
         views = [(d.allow, d.reason_codes) for d in (a, i, b)]
         disagreements += not (views[0] == views[1] == views[2] == raw_view)
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         "engine_disagreements": disagreements,
         "mix": {name: share for share, name, _ in MIX},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "loadavg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "engines": runs,
         "goals": goals(runs),
         "compiled_entry_points": embedded.compiled.report(),
