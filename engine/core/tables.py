@@ -281,3 +281,37 @@ class PrincipalContactRow(SQLModel, table=True):
     principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), primary_key=True))
     email: str = Field(sa_column=Column(String(254), nullable=False))
     updated_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+CONTENT_STATUSES = ("captured", "absent", "unavailable", "not_a_file_write")
+
+
+class PlanContentRow(SQLModel, table=True):
+    """What one plan step's file write replaces, read when the plan was proposed (the approval page's diff).
+
+    Written only by ``writ.plans.contents.ContentStore``, once per (plan, step). ``content`` is
+    UTF-8 text and present only when ``status`` is ``captured``; otherwise ``reason`` says why
+    there is no diff.
+    """
+
+    __tablename__ = "plan_contents"
+    __table_args__ = (
+        CheckConstraint("step_index >= 0", name="ck_plan_contents_step_index"),
+        CheckConstraint(_in("status", CONTENT_STATUSES), name="ck_plan_contents_status"),
+        CheckConstraint(
+            "(status = 'captured' AND content IS NOT NULL AND content_sha256 IS NOT NULL)"
+            " OR (status <> 'captured' AND content IS NULL AND content_sha256 IS NULL)",
+            name="ck_plan_contents_content",
+        ),
+    )
+
+    plan_id: str = Field(sa_column=Column(String(71), ForeignKey("plans.id"), primary_key=True))
+    step_index: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    server: str = Field(sa_column=Column(String(128), nullable=False))
+    tool: str = Field(sa_column=Column(String(128), nullable=False))
+    path: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # as given in the step
+    status: str = Field(sa_column=Column(String(24), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    content_sha256: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))  # sha256:<hex>
+    captured_at: str = Field(sa_column=Column(String(32), nullable=False))
