@@ -315,3 +315,70 @@ class PlanContentRow(SQLModel, table=True):
     content: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     content_sha256: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))  # sha256:<hex>
     captured_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class ApproverInviteRow(SQLModel, table=True):
+    """A one-time link that lets a browser enrol a key for an approver (``writ approvers invite``).
+
+    Only the SHA-256 of the link's token is kept. ``redeemed_at`` is set once, by the enrolment
+    that used it (an ``UPDATE ... WHERE redeemed_at IS NULL``): a link works once, before ``expires_at``.
+    """
+
+    __tablename__ = "approver_invites"
+    __table_args__ = (UniqueConstraint("token_sha256", name="uq_approver_invites_token_sha256"),)
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    token_sha256: str = Field(sa_column=Column(String(71), nullable=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(32), nullable=False))
+    redeemed_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    key_id: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))
+
+
+class WebKeyRow(SQLModel, table=True):
+    """A trusted key that a browser generated and enrolled through an invite (its private half never left it)."""
+
+    __tablename__ = "web_keys"
+    __table_args__ = (
+        UniqueConstraint("invite_id", name="uq_web_keys_invite_id"),
+        Index("ix_web_keys_principal", "principal"),
+    )
+
+    key_id: str = Field(sa_column=Column(String(71), ForeignKey("trust_keys.key_id"), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    invite_id: str = Field(sa_column=Column(String(32), ForeignKey("approver_invites.id"), nullable=False))
+    user_agent: str = Field(sa_column=Column(String(256), nullable=False))
+    enrolled_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class WebChallengeRow(SQLModel, table=True):
+    """A login challenge a browser signs with its enrolled key; used once, within minutes."""
+
+    __tablename__ = "web_challenges"
+    __table_args__ = (Index("ix_web_challenges_expires_at", "expires_at"),)
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    principal: str = Field(sa_column=Column(String(128), nullable=False))  # as asked: it may name nobody
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the exact bytes the browser signs
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(32), nullable=False))
+    used_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class WebSessionRow(SQLModel, table=True):
+    """An approver's web session: only the SHA-256 of its cookie is kept; it ends at ``expires_at`` or logout."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (
+        UniqueConstraint("token_sha256", name="uq_web_sessions_token_sha256"),
+        Index("ix_web_sessions_principal", "principal"),
+    )
+
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    token_sha256: str = Field(sa_column=Column(String(71), nullable=False))
+    principal: str = Field(sa_column=Column(String(128), ForeignKey("principals.name"), nullable=False))
+    key_id: str = Field(sa_column=Column(String(71), nullable=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(32), nullable=False))
+    ended_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
