@@ -185,13 +185,22 @@ def _approve(home: Path, plan_id: str, key: Path) -> str:
 
 
 async def _activity_pids(home: Path, *plan_ids: str) -> list[set[int]]:
-    """For each plan, the pids of the workers that ran its activities (a worker's identity is ``pid@host``)."""
+    """For each plan, the pids of the workers that ran its activities (a worker's identity is ``pid@host``).
+
+    Activities run by the server's task queue show as ACTIVITY_TASK_STARTED; ``record_decision`` is a
+    local activity, run inside a workflow task: those show as WORKFLOW_TASK_STARTED.
+    """
     client = await ApprovalClient.connect(Settings(home=home))
     found = []
     for plan_id in plan_ids:
         history = await client.client.get_workflow_handle(client.workflow_id(plan_id)).fetch_history()
-        found.append({int(e.activity_task_started_event_attributes.identity.split("@", 1)[0])
-                      for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED})
+        pids = set()
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                pids.add(int(e.activity_task_started_event_attributes.identity.split("@", 1)[0]))
+            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                pids.add(int(e.workflow_task_started_event_attributes.identity.split("@", 1)[0]))
+        found.append(pids)
     return found
 
 

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["PlanApproval"]
 
 STORE_TIMEOUT = timedelta(seconds=30)
+EVENT_TIMEOUT = timedelta(seconds=10)  # one audit append: a worker that died holding it is noticed soon
 # A decision's activity retries a database that is briefly away, then gives up: the approver waits.
 STORE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["refused"])
 # The run's own activities (open, expire, poll, export) wait as long as it takes: nothing counts meanwhile.
@@ -84,6 +85,7 @@ class PlanApproval:
         self._lock = asyncio.Lock()
         self._sending: list[asyncio.Task[None]] = []
         self._warned_no_channel = False
+        self._ready = False
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -97,6 +99,8 @@ class PlanApproval:
                                       "approvers": [r.principal for r in opened.approvers]})
         if self._state == "pending":
             self._notify("waiting", self._undecided(opened.approvers))
+        self._ready = True  # decisions are counted from here on: after `started` and the waiting notice
+        if self._state == "pending":
             await self._wait_for_decision(opened)
         elif self._state == "expired":  # it expired before its workflow opened it
             await self._event("expired", {"expires_at": start.expires_at.isoformat()})
@@ -243,22 +247,30 @@ class PlanApproval:
         return _refused("approval_" + reason, f"approval of plan {short}.. refused ({reason}): {detail}")
 
     async def _decide(self, decision: Decision) -> ApprovalCount:
-        await workflow.wait_condition(lambda: self._opened is not None)
+        await workflow.wait_condition(lambda: self._ready)
         async with self._lock:  # one decision counted at a time
             if self._state != "pending":
                 raise _refused(reasons.PLAN_NOT_PENDING, f"plan is {self._state}: it takes no more decisions")
             count: ApprovalCount = await self._activity(
                 "record_decision", RecordDecision(plan_id=self._start.plan_id, envelope=decision.envelope),
-                ApprovalCount, STORE_RETRY)
+                ApprovalCount, STORE_RETRY, local=True)
         self._count, self._state = count, count.state
         self._decided = {*count.approvers, *count.rejected_by}
         return count
 
     # -- activities, notifications, audit -----------------------------------------------------------
 
-    async def _activity(self, name: str, arg: Any, result: type[Any], retry: RetryPolicy = DURABLE_RETRY) -> Any:
-        """Run a store activity; its refusal becomes this workflow's error of the same code."""
+    async def _activity(self, name: str, arg: Any, result: type[Any], retry: RetryPolicy = DURABLE_RETRY,
+                        *, local: bool = False) -> Any:
+        """Run a store activity; its refusal becomes this workflow's error of the same code.
+
+        ``local``: in the worker that runs this workflow task, without a round trip through the
+        server's task queue (a decision's approver is waiting; the activity is short and idempotent).
+        """
         try:
+            if local:
+                return await workflow.execute_local_activity(
+                    name, arg, result_type=result, start_to_close_timeout=STORE_TIMEOUT, retry_policy=retry)
             return await workflow.execute_activity(
                 name, arg, result_type=result, start_to_close_timeout=STORE_TIMEOUT, retry_policy=retry)
         except ActivityError as e:
@@ -273,7 +285,7 @@ class PlanApproval:
     async def _event(self, event: str, details: dict[str, Any]) -> None:
         record = WorkflowEvent(plan_id=self._start.plan_id, event=event, event_id=str(workflow.uuid4()),
                                details=details)
-        await workflow.execute_activity("record_event", record, start_to_close_timeout=STORE_TIMEOUT,
+        await workflow.execute_activity("record_event", record, start_to_close_timeout=EVENT_TIMEOUT,
                                         retry_policy=RetryPolicy(maximum_attempts=5))
 
     def _notify(self, event: NoticeEvent, recipients: tuple[Recipient, ...]) -> None:
