@@ -91,9 +91,13 @@ class ToolCalls:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def call_tool(self, ctx: ServerRequestContext[Any, Any],
+    async def call_tool(self, ctx: ServerRequestContext[Any, Any] | None,
                         params: types.CallToolRequestParams) -> types.CallToolResult:
-        """Decide the call, and forward it only when allowed (as a claimed plan step when it is a write)."""
+        """Decide the call, and forward it only when allowed (as a claimed plan step when it is a write).
+
+        ``ctx`` None: a call the gateway makes itself for this session (``capture``'s reads), decided
+        and audited the same way.
+        """
         name, args = params.name, params.arguments or {}
         if name.partition(SEPARATOR)[0] == SERVER:
             return await self._call_governance(name, args)
@@ -122,7 +126,7 @@ class ToolCalls:
             return deny_result(decision, note=note)
         return await self._run_allowed(ctx, decision, entry, args, choice)
 
-    async def _run_allowed(self, ctx: ServerRequestContext[Any, Any], decision: Decision, entry: UpstreamTool,
+    async def _run_allowed(self, ctx: ServerRequestContext[Any, Any] | None, decision: Decision, entry: UpstreamTool,
                            args: dict[str, Any], choice: StepChoice | None) -> types.CallToolResult:
         """An allowed call: its obligations met (a write claimed as its plan step), then forwarded."""
         unmet = sorted({o.code for o in decision.obligations} - FULFILLABLE)

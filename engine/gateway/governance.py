@@ -10,7 +10,9 @@ The tools' definitions and argument models are in ``plan_tools``; which step of 
 a call is, in ``steps``. ``writ_plan_propose`` lists the steps' upstreams again before it pins
 their definition digests; ``writ_plan_begin`` keeps the verified plan in the session's
 ``SessionBinding``, with the real path of each constrained root pinned (and audited), which the
-tool-call path (``calls``) reads to choose and claim steps.
+tool-call path (``calls``) reads to choose and claim steps. Once a proposed plan is stored and its
+workflow started, ``capture`` (``writ.engine.gateway.capture``) reads what its file writes replace,
+for the approval page's diffs.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from writ.engine.gateway.plan_tools import (
 from writ.engine.gateway.steps import BoundPlan, SessionBinding, exposed_name, pin_roots
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.wiring.services import Services, find_signing_key
+from writ.plans.contents import CapturedContent
 from writ.plans.lifecycle import TERMINAL, PlanState
 from writ.plans.models import Plan, PlanStep
 from writ.plans.records import ClaimRecord, PlanStatus
@@ -51,6 +54,8 @@ from writ.plans.trust import Role
 from writ.plans.trust_store import TrustStore
 
 DEFAULT_TTL = timedelta(hours=4)
+Capture = Callable[[str, Plan], Awaitable[list[CapturedContent]]]
+"""Reads and keeps what a stored plan's file writes replace (``ContentCapture.plan``); never raises."""
 
 # --- who ----------------------------------------------------------------------------------
 
@@ -97,6 +102,7 @@ class Governance:
         binding: SessionBinding,
         approvals: ApprovalLink,
         key_file: Path | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.stores = stores
         self.principal = principal
@@ -108,6 +114,7 @@ class Governance:
         self.binding = binding
         self.approvals = approvals
         self.key_file = key_file
+        self.capture = capture
         self.tools = {t.exposed_name: t for t in governance_tools()}
 
     async def call(self, name: str, args: Mapping[str, Any]) -> ToolAnswer:
@@ -138,6 +145,7 @@ class Governance:
         plan.check_limits(self.stores.plans.limits)
         key, _ = find_signing_key(self.stores.settings, self.stores.trust, self.principal.name, key_file=self.key_file)
         record = await self.approvals.submit(sign_plan(plan, key).to_json())
+        diffs = await self.capture(record.id, plan) if self.capture is not None else []
         status = self.stores.plans.status(record.id)
         short = record.id.removeprefix("sha256:")[:12]
         home = self.stores.settings.home
@@ -152,10 +160,12 @@ class Governance:
             f"approvers review it with `writ plan show {short} --data-dir {home}` and approve with `{approve}`",
             "once it is approved, an executor runs it: writ_plan_begin, then each step in order",
             *_step_lines(plan),
+            *_diff_lines(diffs),
         ]
         return ToolAnswer("\n".join(lines), {
             "plan_id": record.id, "state": record.state.value, "title": plan.title,
             "expires_at": iso(plan.expires_at), "ordered": plan.ordered,
+            "diffs": [{"index": d.step_index, "status": d.status, "reason": d.reason} for d in diffs],
             "requirement": {"quorum": req.quorum, "required_groups": list(req.required_groups)},
             "missing": list(status.result.missing), "approve_command": approve,
             "steps": [_step_data(i, s, None) for i, s in enumerate(plan.steps)],
@@ -279,6 +289,15 @@ def _step_lines(plan: Plan, claims: Mapping[int, ClaimRecord] | None = None) -> 
             line += f": {_claim_text(claims.get(i))}"
         out.append(line)
     return out
+
+
+def _diff_lines(diffs: list[CapturedContent]) -> list[str]:
+    """What approvers will see as each step's diff base, for the planner (nothing when none was captured)."""
+    if not diffs:
+        return []
+    said = {"captured": "its current content was captured", "absent": "a new file"}
+    return ["for the approvers' diffs:", *(f"  [{d.step_index}] {said.get(d.status) or f'no diff: {d.reason}'}"
+                                          for d in diffs)]
 
 
 def _step_data(i: int, s: PlanStep, claim: ClaimRecord | None) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from writ.engine.core.errors import WritError
 from writ.engine.core.timeutil import utc_now
 from writ.engine.gateway.approvals import ApprovalLink
 from writ.engine.gateway.calls import ToolCalls
+from writ.engine.gateway.capture import ContentCapture
 from writ.engine.gateway.config import GatewayConfig, Principal
 from writ.engine.gateway.governance import Governance
 from writ.engine.gateway.listing import UpstreamTool
@@ -160,10 +161,11 @@ class Gateway:
                                                       audit=self.audit)
         self.session = SessionState(session_id or f"s-{uuid.uuid4().hex}")
         self.guard = PrincipalGuard(stores, principal, session_id=self.session.id, transport=transport)
+        self.capture = ContentCapture(self)  # what a proposed plan's file writes replace, read as this session
         self.governance = Governance(
             stores, principal, self.upstreams, relist=self.refresh_tools, is_write=self.is_write, audit=self.audit,
             session_id=self.session.id, binding=self.session.binding, key_file=key_file,
-            approvals=approvals or ApprovalLink(stores),
+            approvals=approvals or ApprovalLink(stores), capture=self.capture.plan,
         )
         self.calls = ToolCalls(self)
         self.passthrough = PassThrough(self)
