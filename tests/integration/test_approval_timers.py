@@ -173,6 +173,8 @@ def test_reminder_then_escalation_reach_the_right_people_at_the_policy_times(
         True] * 3
     escalated = [e for e in world.audit("workflow") if e["event"] == "escalated"]
     assert [e["to"] for e in escalated] == [["security"]]
+    reminded = [e for e in world.audit("workflow") if e["event"] == "reminded"]
+    assert [e["to"] for e in reminded] == [undecided]  # audited whatever the channels
 
 
 def test_a_webhook_that_is_down_holds_neither_the_timeline_nor_the_expiry(tmp_path: Path) -> None:

@@ -131,7 +131,9 @@ class PlanApproval:
             if await self._decided_before(at):
                 return
             if what == "reminder":
-                self._notify("reminder", self._undecided(opened.approvers))
+                undecided = self._undecided(opened.approvers)
+                await self._event("reminded", {"to": [r.principal for r in undecided]})
+                self._notify("reminder", undecided)
             elif what == "escalation":
                 await self._event("escalated", {"to": list(schedule.escalate_to)})
                 self._notify("escalation", opened.escalation)
