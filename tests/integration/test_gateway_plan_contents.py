@@ -22,6 +22,7 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from sqlalchemy import text
 from support.gateway import (
     FS_SERVER,
     REQUEST_TIMEOUT_S,
@@ -104,12 +105,12 @@ args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
 
 
 @contextmanager
-def planner_session(env: Env) -> Iterator[GatewayClient]:
+def planner_session(env: Env, data_dir: Path | None = None) -> Iterator[GatewayClient]:
     """`writ mcp --principal plan-bot` on the test's policies, and an agent session to it."""
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "writ.engine.cli.gateway", "--principal", "plan-bot", "--config", str(env.config),
-              "--data-dir", str(env.data_dir), "-v"],
+              "--data-dir", str(data_dir or env.data_dir), "-v"],
         cwd=str(env.config.parent),
         env={**temporal_environment(), "WRIT_POLICY_DIR": str(env.policy_dir)},
     )
@@ -231,3 +232,20 @@ def test_the_planner_is_told_what_approvers_will_see(env: Env, planner: GatewayC
     text = text_of(result)
     assert "for the approvers' diffs:\n  [0] its current content was captured\n  [1] no diff: the upstream " \
            "refused the read" in text
+
+
+def test_a_capture_that_cannot_be_stored_leaves_the_proposal_standing(env: Env, tmp_path: Path) -> None:
+    """The plan is stored before anything is read: a failed capture only means no diff, never no plan."""
+    data_dir = tmp_path / "writ-home"
+    register(data_dir, PRINCIPALS, keys=True)
+    settings = Settings(home=data_dir, policy_dir=env.policy_dir)
+    with open_services(settings) as w, w.store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE plan_contents"))  # the database now refuses every capture
+    with planner_session(env, data_dir) as planner:
+        data = propose(planner, [write(env.files / "runbook.md")])
+    assert data["diffs"] == []
+    with open_services(settings) as w:
+        assert w.plans.get(data["plan_id"]).state.value == "pending"
+        kinds = [e.kind for e in AuditLog(w.store).tail(1000)]
+    assert "plan_contents" not in kinds
+    assert "cannot read the captured contents of plan" in (env.root / "gateway.stderr").read_text()
