@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "audit": "writ.engine.cli.audit:audit",
     "demo": "writ.engine.cli.demo:demo",
     "principals": "writ.engine.cli.principals:principals",
+    "approvers": "writ.engine.cli.approvers:approvers",
     "sessions": "writ.engine.cli.sessions:sessions",
     "keys": "writ.engine.cli.keys:keys",
     "trust": "writ.engine.cli.keys:trust",

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from writ.engine.core.settings import Settings
     from writ.engine.wiring.services import Services
 
-API_ROUTES = "POST /v1/decisions, GET /v1/policy, GET /v1/bundle, GET /healthz, GET /readyz"
+API_ROUTES = ("POST /v1/decisions, GET /v1/policy, GET /v1/bundle, GET /healthz, GET /readyz; "
+              "approvers: / and /v1/plans")
 
 
 def bind_port(host: str, port: int) -> socket.socket:
@@ -121,14 +122,14 @@ def _run(settings: Settings, sock: socket.socket, host: str, config_path: Path |
         try:
             stores = wire_services(settings, store, engine=pdp.engine, audit=audit_log)
             if config is None:
-                app = create_app(settings, host=host, pdp=pdp)
+                app = create_app(settings, host=host, pdp=pdp, services=stores)
                 routes = API_ROUTES
             else:
                 from writ.engine.gateway.http import HttpGateway
                 from writ.engine.gateway.tokens import TokenStore
 
                 gateway = HttpGateway(pdp, config, stores, TokenStore(store), host=host)
-                app = create_app(settings, host=host, pdp=pdp, gateway=gateway)
+                app = create_app(settings, host=host, pdp=pdp, gateway=gateway, services=stores)
                 routes = f"{API_ROUTES}, MCP at /mcp"
             asyncio.run(_serve(app, sock, stores, lambda: _announce(settings, host, sock.getsockname()[1], routes,
                                                                      temporal)))
@@ -153,10 +154,12 @@ async def _serve(app: FastAPI, sock: socket.socket, stores: Services, announce: 
     """The HTTP app and the approval workflow's worker in one event loop, until SIGINT or SIGTERM."""
     import uvicorn
 
-    from writ.workflows.approval.client import connect_client
+    from writ.engine.web.context import attach_approvals
+    from writ.workflows.approval.client import ApprovalClient, connect_client
     from writ.workflows.approval.worker import approval_worker
 
     client = await connect_client(stores.settings)
+    attach_approvals(app, ApprovalClient(client, stores.settings, audit=stores.audit))  # the approval form's decisions
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     # uvicorn raises the signal that stopped it again once it has shut down; with these handlers
     # that is a no-op, so the worker, the database and the dev server are closed in order.

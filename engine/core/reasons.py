@@ -167,6 +167,23 @@ API_ROLE_FORBIDDEN: Final = "api_role_forbidden"
 RATE_LIMITED: Final = "rate_limited"
 NOT_READY: Final = "not_ready"
 
+# -- the web approval form (writ serve): invites, browser keys, logins, sessions ------------------
+INVITE_NOT_FOUND: Final = "invite_not_found"
+INVITE_USED: Final = "invite_used"
+INVITE_EXPIRED: Final = "invite_expired"
+INVITE_ROLE_FORBIDDEN: Final = "invite_role_forbidden"
+ENROL_INVALID: Final = "enrol_invalid"
+CHALLENGE_INVALID: Final = "challenge_invalid"
+LOGIN_FAILED: Final = "login_failed"
+WEB_ROLE_FORBIDDEN: Final = "web_role_forbidden"
+LOGIN_REQUIRED: Final = "login_required"
+CSRF_TOKEN_MISSING: Final = "csrf_token_missing"
+CSRF_TOKEN_INVALID: Final = "csrf_token_invalid"
+ORIGIN_MISSING: Final = "origin_missing"
+PLAN_FORBIDDEN: Final = "plan_forbidden"
+APPROVER_MISMATCH: Final = "approver_mismatch"
+DECISION_NOT_SIGNED: Final = "decision_not_signed"
+
 # -- the approval workflow (Temporal) and notifications --------------------------------------------
 WORKFLOW_UNAVAILABLE: Final = "workflow_unavailable"
 WORKFLOW_MISSING: Final = "workflow_missing"
