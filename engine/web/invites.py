@@ -37,7 +37,7 @@ from writ.engine.core.timeutil import db_time, from_db_time, iso, utc_now
 from writ.plans.canonical import canonical_bytes
 from writ.plans.dsse import pae
 from writ.plans.keys import PublicKey
-from writ.plans.trust_records import KeyRecord
+from writ.plans.trust_records import KeyRecord, PrincipalRecord
 from writ.plans.trust_store import TrustStore
 
 __all__ = ["ENROL_PAYLOAD_TYPE", "Invite", "InviteStore", "enrol_payload", "invite_link", "token_sha256"]
@@ -98,13 +98,7 @@ class InviteStore:
         if not 0 < hours <= MAX_HOURS:
             raise InputError(f"--hours {hours:g} is out of range: an invite is valid for more than 0 and at most "
                              f"{MAX_HOURS} hours")
-        owner = self._trust.principal(principal)
-        if owner.role != "approver":
-            raise PermissionDenied(f"principal {owner.name!r} has role {owner.role}: only approvers are invited to "
-                                   "approve in the browser", code=reasons.INVITE_ROLE_FORBIDDEN)
-        refusal = self._trust.principal_state(owner.name).refusal()
-        if refusal is not None:
-            raise PermissionDenied(refusal[1], code=refusal[0])
+        owner = self._check_approver(principal)
         now = now or utc_now()
         token = secrets.token_urlsafe(32)
         row = ApproverInviteRow(id=f"inv-{secrets.token_hex(6)}", principal=owner.name, token_sha256=token_sha256(token),
@@ -117,6 +111,18 @@ class InviteStore:
         self._audit.append("approver_invite", {"event": "issued", "invite_id": invite.id, "principal": owner.name,
                                                "expires_at": iso(invite.expires_at)})
         return invite, token
+
+    def _check_approver(self, principal: str) -> PrincipalRecord:
+        """The principal, if it is an approver neither disabled nor locked (at invite and again at enrolment)."""
+        owner = self._trust.principal(principal)
+        if owner.role != "approver":
+            raise PermissionDenied(f"principal {owner.name!r} has role {owner.role}: only approvers are invited to "
+                                   "approve in the browser (a plan's planner never approves)",
+                                   code=reasons.INVITE_ROLE_FORBIDDEN)
+        refusal = self._trust.principal_state(owner.name).refusal()
+        if refusal is not None:
+            raise PermissionDenied(refusal[1], code=refusal[0])
+        return owner
 
     def find(self, token: str, *, now: datetime | None = None) -> Invite:
         """The open invite of ``token``; ``invite_not_found``, ``invite_used`` or ``invite_expired`` otherwise."""
@@ -145,9 +151,7 @@ class InviteStore:
         try:
             _check_open(invite, now)
             key = self._proven_key(invite, public_key_b64, proof_b64, origin)
-            refusal = self._trust.principal_state(invite.principal).refusal()
-            if refusal is not None:
-                raise PermissionDenied(refusal[1], code=refusal[0])
+            self._check_approver(invite.principal)
             self._spend(invite, key, now)
         except (ConflictError, InputError, PermissionDenied) as e:
             self._audit.append("approver_invite", {"event": "refused", "invite_id": invite.id,

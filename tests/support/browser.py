@@ -100,7 +100,10 @@ class Served:
 
     def submit(self, title: str = "Write notes.txt", **kwargs: Any) -> PlanRecord:
         """A plan stored and its approval workflow started, as `writ plan submit` does."""
-        record = self.world.submit(title, **kwargs)
+        return self.start(self.world.submit(title, **kwargs))
+
+    def start(self, record: PlanRecord) -> PlanRecord:
+        """Start the approval workflow of a stored plan."""
         assert self.client is not None
         self.call(self.client.start(record))
         return record
