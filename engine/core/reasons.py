@@ -192,6 +192,11 @@ TEMPORAL_START_FAILED: Final = "temporal_start_failed"
 INSTANCE_KEY_MISSING: Final = "instance_key_missing"
 NOTIFICATION_FAILED: Final = "notification_failed"
 
+# -- the audit log's Merkle tree and signed checkpoints ---------------------------------------------
+PROOF_INVALID: Final = "proof_invalid"
+CHECKPOINT_INVALID: Final = "checkpoint_invalid"
+CHECKPOINT_FAILED: Final = "checkpoint_failed"
+
 # -- the demo -----------------------------------------------------------------------------------------
 DEMO_PREREQUISITES: Final = "demo_prerequisites"
 DEMO_DATA_DIR_NOT_EMPTY: Final = "demo_data_dir_not_empty"
