@@ -16,18 +16,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, JsonValue
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import WritError
-from writ.engine.web.context import WebDep, current_viewer
+from writ.engine.web.context import ViewerDep, WebDep
 from writ.engine.web.decide import decide
 from writ.engine.web.decisions import Refusal
-from writ.engine.web.security import CSRF_HEADER, check_post, refusal_of, refused_json
-from writ.engine.web.views import Access, PlanView, plan_view, visible_plans
+from writ.engine.web.security import post_guard, refusal_of, refused_json
+from writ.engine.web.views import Access, PlanView, Viewer, plan_view, visible_plans
 
 __all__ = ["router"]
 
@@ -180,10 +180,7 @@ def _detail(v: PlanView) -> PlanDetail:
                       audit=[AuditOut(seq=a.seq, at=a.at, kind=a.kind, summary=a.summary) for a in v.audit])
 
 
-async def _view(request: Request, web: WebDep, plan_id: str) -> PlanView | Refusal:
-    viewer = await current_viewer(request, web)
-    if isinstance(viewer, Refusal):
-        return viewer
+async def _view(web: WebDep, viewer: Viewer, plan_id: str) -> PlanView | Refusal:
     try:
         return await run_in_threadpool(plan_view, web.services, viewer, plan_id)
     except WritError as e:
@@ -191,49 +188,43 @@ async def _view(request: Request, web: WebDep, plan_id: str) -> PlanView | Refus
 
 
 @router.get("", response_model=PlanList)
-async def list_plans(request: Request, web: WebDep, state: StateFilter = "all") -> Any:
+async def list_plans(web: WebDep, viewer: ViewerDep, state: StateFilter = "all") -> Any:
     """The plans the ``writ.approval`` policy lets the logged-in approver see, newest first."""
-    viewer = await current_viewer(request, web)
-    if isinstance(viewer, Refusal):
-        return refused_json(viewer)
     found = await run_in_threadpool(visible_plans, web.services, viewer, None if state == "all" else state)
     return PlanList(plans=[_summary(a) for a in found])
 
 
 @router.get("/{plan_id}", response_model=PlanDetail)
-async def get_plan(request: Request, web: WebDep, plan_id: str) -> Any:
+async def get_plan(web: WebDep, viewer: ViewerDep, plan_id: str) -> Any:
     """One plan: every step, constraints in words, diffs, the count and the plan's audit trail."""
-    view = await _view(request, web, plan_id)
+    view = await _view(web, viewer, plan_id)
     return refused_json(view) if isinstance(view, Refusal) else _detail(view)
 
 
 @router.get("/{plan_id}/envelope", response_class=Response,
             responses={200: {"content": {"application/json": {"schema": {"type": "object"}}},
                              "description": "The DSSE envelope of the plan, exactly as the planner signed and Writ stored it."}})
-async def get_envelope(request: Request, web: WebDep, plan_id: str) -> Response:
+async def get_envelope(web: WebDep, viewer: ViewerDep, plan_id: str) -> Response:
     """The signed plan envelope as stored: the page's script checks the plan digest from its payload itself."""
-    view = await _view(request, web, plan_id)
+    view = await _view(web, viewer, plan_id)
     if isinstance(view, Refusal):
         return refused_json(view)
     return Response(view.record.envelope, media_type="application/json")
 
 
 @router.get("/{plan_id}/approvals", response_model=ApprovalsOut)
-async def get_approvals(request: Request, web: WebDep, plan_id: str) -> Any:
+async def get_approvals(web: WebDep, viewer: ViewerDep, plan_id: str) -> Any:
     """The counted approvals and rejections, and where the count stands."""
-    view = await _view(request, web, plan_id)
+    view = await _view(web, viewer, plan_id)
     return refused_json(view) if isinstance(view, Refusal) else ApprovalsOut(**_approvals(view))
 
 
-@router.post("/{plan_id}/approvals", response_model=CountOut)
-async def post_approval(request: Request, web: WebDep, plan_id: str, body: DecisionIn) -> Any:
-    """Send a decision signed in the browser to the plan's approval workflow; the count it returns."""
-    refusal = check_post(request, request.headers.get(CSRF_HEADER))
-    if refusal is not None:
-        return refused_json(refusal)
-    viewer = await current_viewer(request, web)
-    if isinstance(viewer, Refusal):
-        return refused_json(viewer)
+@router.post("/{plan_id}/approvals", response_model=CountOut, dependencies=[Depends(post_guard)])
+async def post_approval(web: WebDep, viewer: ViewerDep, plan_id: str, body: DecisionIn) -> Any:
+    """Send a decision signed in the browser to the plan's approval workflow; the count it returns.
+
+    Needs the ``Origin`` of this server and the ``X-CSRF-Token`` header (the ``writ_csrf`` cookie).
+    """
     outcome = await decide(web, viewer, plan_id, body.envelope, body.decision)
     if outcome.refusal is not None or outcome.count is None:
         return refused_json(outcome.refusal or refusal_of(reasons.WORKFLOW_FAILED, "the workflow returned no count"))

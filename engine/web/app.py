@@ -50,7 +50,7 @@ from writ.engine.policy.pdp import DecisionPoint
 from writ.engine.web import api, auth, decisions, pages, ready
 from writ.engine.web.context import STATIC, WebContext
 from writ.engine.web.deps import PdpDep, StoreDep, error_response
-from writ.engine.web.security import SecurityHeaders, WebSettings
+from writ.engine.web.security import SecurityHeaders, WebRefused, WebSettings, refused_json
 
 if TYPE_CHECKING:
     from writ.engine.gateway.http import HttpGateway
@@ -94,6 +94,13 @@ async def writ_error(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, WritError):  # registered for WritError only
         raise exc
     return error_response(400, exc.code, exc.message)
+
+
+async def web_refused(_: Request, exc: Exception) -> Response:
+    """A web check that refused before a route ran (no session, no CSRF token): its refusal, in the one shape."""
+    if not isinstance(exc, WebRefused):  # registered for WebRefused only
+        raise exc
+    return refused_json(exc.refusal)
 
 
 async def request_invalid(_: Request, exc: Exception) -> JSONResponse:
@@ -159,6 +166,7 @@ def create_app(settings: Settings, *, host: str = "127.0.0.1", pdp: DecisionPoin
         # Bound to loopback: refuse other Host headers, so a web page cannot reach us by DNS rebinding.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "testserver"])
     app.add_exception_handler(WritError, writ_error)
+    app.add_exception_handler(WebRefused, web_refused)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.include_router(router)

@@ -27,7 +27,14 @@ from writ.engine.core.errors import NotFoundError
 from writ.engine.core.timeutil import iso
 from writ.engine.web.decisions import RateLimiter, Refusal
 from writ.engine.web.invites import InviteStore
-from writ.engine.web.security import SESSION_COOKIE, WebSettings, csrf_token, refusal_of, with_csrf_cookie
+from writ.engine.web.security import (
+    SESSION_COOKIE,
+    WebRefused,
+    WebSettings,
+    csrf_token,
+    refusal_of,
+    with_csrf_cookie,
+)
 from writ.engine.web.sessions import SessionStore
 from writ.engine.web.views import Viewer
 from writ.engine.wiring.services import Services
@@ -36,7 +43,7 @@ from writ.workflows.approval.client import ApprovalClient
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["WebContext", "WebDep", "attach_approvals", "current_viewer", "render"]
+__all__ = ["ViewerDep", "WebContext", "WebDep", "attach_approvals", "current_viewer", "render"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -120,6 +127,17 @@ async def current_viewer(request: Request, web: WebContext) -> Viewer | Refusal:
     if not token:
         return refusal_of(reasons.LOGIN_REQUIRED, "log in first, with the key this browser enrolled")
     return await run_in_threadpool(_viewer, web, token)
+
+
+async def _required_viewer(request: Request) -> Viewer:
+    viewer = await current_viewer(request, _web(request))
+    if isinstance(viewer, Refusal):
+        raise WebRefused(viewer)
+    return viewer
+
+
+ViewerDep = Annotated[Viewer, Depends(_required_viewer)]
+"""The logged-in approver, for the API: refused (``WebRefused``, answered in JSON) before the body is read."""
 
 
 def render(request: Request, web: WebContext, template: str, *, status: int = 200, viewer: Viewer | None = None,

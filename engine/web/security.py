@@ -38,11 +38,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from writ.engine.core import reasons
+from writ.engine.core.errors import WritError
 from writ.engine.web.decisions import Refusal
 from writ.engine.web.deps import error_response
 
-__all__ = ["CSP", "CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "SecurityHeaders", "WebSettings", "check_post",
-           "csrf_token", "refusal_of", "refused_json", "set_cookie", "status_of"]
+__all__ = ["CSP", "CSRF_COOKIE", "CSRF_HEADER", "SESSION_COOKIE", "SecurityHeaders", "WebRefused", "WebSettings",
+           "check_post", "csrf_token", "post_guard", "refusal_of", "refused_json", "set_cookie", "status_of"]
 
 CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 HEADERS = [
@@ -175,6 +176,21 @@ def check_post(request: Request, sent: str | None) -> Refusal | None:
         return refusal_of(reasons.CSRF_TOKEN_INVALID, "this form's CSRF token is not this browser's: reload Writ's "
                           "page and send it again")
     return None
+
+
+class WebRefused(WritError):
+    """A request a web check refused before its route ran (a route dependency); the app answers ``refusal``."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message, code=refusal.code)
+        self.refusal = refusal
+
+
+async def post_guard(request: Request) -> None:
+    """A route dependency: ``check_post`` with the ``X-CSRF-Token`` header, before the body is even read."""
+    refusal = check_post(request, request.headers.get(CSRF_HEADER))
+    if refusal is not None:
+        raise WebRefused(refusal)
 
 
 def secure(request: Request) -> bool:
