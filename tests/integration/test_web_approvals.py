@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from support.approvals import BackgroundWorker, World, approval_world
 
+from writ.engine.core.errors import WritError
 from writ.engine.core.timeutil import utc_now
 from writ.engine.web.app import create_app
 from writ.engine.web.invites import ENROL_PAYLOAD_TYPE, InviteStore, enrol_payload
@@ -318,3 +319,32 @@ def test_decisions_through_the_api_count_in_the_workflow(tmp_path: Path, tempora
             detail = alice.http.get(f"/v1/plans/{record.id}").json()
             assert detail["state"] == "approved" and any(a["kind"] == "approval" for a in detail["audit"])
 
+
+
+def test_an_invite_redeemed_by_several_browsers_at_once_enrols_one_key(world: World) -> None:
+    """invite_link_raced: eight enrolments of one link at the same moment; the database lets one spend it."""
+    import threading
+
+    invites = InviteStore(world.services.store, world.services.trust, audit=world.services.audit)
+    invite, token = invites.issue("alice")
+    keys = [PrivateKey.generate() for _ in range(8)]
+    barrier = threading.Barrier(len(keys))
+    outcomes: list[str] = []
+
+    def redeem(key: PrivateKey) -> None:
+        pub = key.public_key.to_base64()
+        proof = b64(key.sign(pae(ENROL_PAYLOAD_TYPE, enrol_payload(invite.id, "alice", URL, pub))))
+        barrier.wait()
+        try:
+            invites.enrol(token, pub, proof, origin=URL, user_agent="test")
+            outcomes.append("enrolled")
+        except WritError as e:
+            outcomes.append(e.code)
+
+    threads = [threading.Thread(target=redeem, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["enrolled"] + ["invite_used"] * 7
+    assert len(world.services.trust.keys("alice")) == 2  # the test's CLI key and one browser key
