@@ -18,6 +18,9 @@ it) and, per plan, the same steps a user's ``writ plan submit`` and two ``writ a
 - ``plain_db_add_approval``: the same signed approvals (other plans, same people) stored with
   ``PlanStore.add_approval`` directly: what the activity does, without Temporal.
 
+- ``browser`` (``benchmarks/approvals_browser.py``): the web form in Chromium, the click on Approve to
+  the workflow's count on the page, p50/p99 over ``--browser-n`` approvals (20; 0 skips it).
+
 Plans and approvals are signed before the clock starts. No notification channel is configured
 (the workflow records ``notification_skipped`` once per plan). SQLite in the data directory.
 Prints one JSON document on stdout; progress goes to stderr. The goal (issue 10): round trip
@@ -191,10 +194,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=50, help="plans timed (two approvals each)")
     parser.add_argument("--warmup", type=int, default=5, help="plans run first, untimed")
+    parser.add_argument("--browser-n", type=int, default=20, help="approvals through the web form in Chromium (0: skip)")
     args = parser.parse_args()
     load_start = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="writ-bench-") as d:
         results = asyncio.run(measure(Path(d), args.n, args.warmup))
+    if args.browser_n > 0:
+        from approvals_browser import browser_results  # beside this script
+
+        print("the web form in Chromium ...", file=sys.stderr)
+        results["browser"] = browser_results(args.browser_n, 3)
     print(json.dumps({
         "benchmark": "approvals",
         "python": platform.python_version(),
