@@ -419,6 +419,9 @@ async def _act_plan(scene: Scene, client: ApprovalClient, n: Narrator, planner: 
     n.section("alice and bob (code-owners) approve both plans, each signing with their own key")
     n.say(f"(what `writ approve PLAN --key <their key> --data-dir {scene.data}` does: a signed Update to the "
           "plan's approval workflow)", lines=2)
+    n.say("(or in the browser, on `writ serve`: `writ approvers invite alice` prints her one-time enrolment link; "
+          "then she approves on each plan's page, plan A's being:)", lines=2)
+    n.echo(f"     approval link: {scene.settings.public_url.rstrip('/')}/plans/{plan_a}")  # one line, never wrapped
     for label, plan_id in (("A", plan_a), ("B", plan_b)):
         for who in ("alice", "bob"):
             await approve(scene, client, n, label, plan_id, who)

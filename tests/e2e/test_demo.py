@@ -35,6 +35,7 @@ def test_the_demo_runs_end_to_end_and_says_what_happened(tmp_path: Path) -> None
         r"DENIED\s+exec-bot fs__write_file CHANGELOG.md\s+\[plan_required\]",
         r"DENIED\s+exec-bot writ__writ_plan_begin A\s+\[plan_not_approved\]",
         r"DENIED\s+plan-bot fs__write_file CHANGELOG.md\s+\[planner_cannot_write\]",
+        r"approval link: http://127\.0\.0\.1:8420/plans/sha256:[0-9a-f]{64}$",
         r"bob\s+approves plan A .*: 2/2 \(alice, bob\); plan A approved",
         r"allowed\s+exec-bot \[2\] git__git_commit\s+Changes committed successfully",
         r"DENIED\s+exec-bot \[0\] fs__write_file again\s+\[step_already_claimed\]",
