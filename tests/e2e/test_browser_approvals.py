@@ -320,3 +320,29 @@ def test_the_diff_of_a_proposed_file_change_is_shown(browser: Any, served: Serve
     assert "-old notes" in diff and "-kept line" in diff and "+Write notes.txt" in diff
     assert [e.inner_text() for e in alice.page.query_selector_all("#diff-0 .diff-add")] == ["+Write notes.txt"]
     assert alice.page.inner_text("#diff-note-0") == "unified diff, against the content when the plan was proposed"
+
+
+def test_a_plan_is_approved_with_the_keyboard_alone_and_every_control_is_labelled(browser: Any,
+                                                                                  served: Served) -> None:
+    record = served.submit("Keyboard only")
+    alice = Person(browser, served, "alice")
+    page = alice.page
+    open_plan(page, served.url, record.id)
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+        .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.textContent.trim())
+        .map(e => e.outerHTML)""")
+    assert unlabelled == []
+    levels = page.evaluate("() => [...document.querySelectorAll('main h1, main h2, main h3, main h4')]"
+                           ".map(h => Number(h.tagName[1]))")
+    assert levels[0] == 1 and all(b - a <= 1 for a, b in zip(levels, levels[1:], strict=False))
+    assert page.get_attribute("#sign-status", "role") == "status"
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to the content"
+    page.focus("#comment")
+    page.keyboard.type("fine by me")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "approve"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#count-summary")
+    assert page.inner_text("#count-summary") == "1/2 approvals (alice); missing: 1 more approval"
+    assert served.world.services.plans.approvals(record.id)[0].comment() == "fine by me"
