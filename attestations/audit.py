@@ -1,4 +1,4 @@
-"""The audit log: an append-only, hash-chained record of every decision and plan event.
+"""The audit log: an append-only, hash-chained record of every decision and plan event, under a Merkle tree.
 
     from writ.attestations.audit import AuditLog
     from writ.engine.core.settings import Settings
@@ -7,39 +7,47 @@
     log = AuditLog(open_database(Settings()))
     entry = log.append("decision", {"decision_id": "5f0c...", "allow": False})
     print(entry.seq, entry.entry_hash)          # 42 sha256:9a1f...
-    report = log.verify(expected_head=checkpoint)
+    report = log.verify(checkpoints=read_checkpoint_file(path, instance_public_key))
     if not report.ok:
         print(report.first_bad_seq, report.problem, report.message)
     log.verify_or_raise()                       # or: VerificationError naming the entry
+    log = audit_log_for(settings, store)        # + signed checkpoints every N entries or S seconds
 
 Entry ``seq`` hashes ``{seq, created_at, kind, payload, prev_hash}`` in RFC 8785
-form (``entry_hash``); its ``prev_hash`` is the ``entry_hash`` of entry ``seq - 1``,
-or ``GENESIS_HASH`` for entry 1. The database keeps the chain linear (``seq`` and
-``prev_hash`` are unique), and ``append`` retries when another writer, in this
-process or another, took the next slot first; the chain never forks or skips.
+form (``entry_hash``, see ``writ.attestations.chain``); its ``prev_hash`` is the ``entry_hash``
+of entry ``seq - 1``, or ``GENESIS_HASH`` for entry 1. The database keeps the chain linear
+(``seq`` and ``prev_hash`` are unique), and ``append`` retries when another writer, in this
+process or another, took the next slot first; the chain never forks or skips. Each append also
+writes the entry's leaf of the Merkle tree and the nodes it completes, in the same transaction
+(``writ.attestations.tree``, ADR 0017).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from writ.attestations.chain import AuditProblem, AuditReport, compute_entry_hash, parse_payload, walk_chain
+from writ.attestations.checkpoints import Checkpointer, HeldCheckpoint
+from writ.attestations.instance_key import instance_key_path
+from writ.attestations.tree import AuditTree, append_rows
+from writ.attestations.tree_check import Finding, TreeCheck
 from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import AuditError, VerificationError
 from writ.engine.core.tables import GENESIS_HASH, AuditLogRow
 from writ.engine.core.timeutil import db_time, utc_now
+
+if TYPE_CHECKING:
+    from writ.engine.core.settings import Settings
 
 __all__ = [
     "GENESIS_HASH",
@@ -47,7 +55,9 @@ __all__ = [
     "AuditLog",
     "AuditProblem",
     "AuditReport",
+    "audit_log_for",
     "compute_entry_hash",
+    "parse_payload",
     "walk_chain",
 ]
 
@@ -66,54 +76,6 @@ class AuditEntry:
     entry_hash: str
 
 
-class AuditProblem(StrEnum):
-    """What ``AuditLog.verify`` found wrong at the first bad entry.
-
-        report = log.verify(expected_head=checkpoint)
-        report.problem, report.first_bad_seq      # AuditProblem.EDITED 42
-    """
-
-    EDITED = "edited"  # the entry's contents no longer match its hash
-    DELETED = "deleted"  # an entry is missing: a gap in seq
-    REORDERED = "reordered"  # an intact entry sits at the wrong place in the chain
-    CHAIN_BROKEN = "chain_broken"  # the entry does not link to the one before it
-    TRUNCATED = "truncated"  # the expected head is not in the log: the tail was cut
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """What ``verify`` found. ``entries`` and ``head`` cover the entries that verified."""
-
-    ok: bool
-    entries: int
-    head: str
-    first_bad_seq: int | None = None
-    problem: AuditProblem | None = None
-    message: str = ""
-
-
-def compute_entry_hash(seq: int, created_at: str, kind: str, payload: Any, prev_hash: str) -> str:
-    """``sha256:`` + hex SHA-256 of the RFC 8785 JSON of the entry's five fields."""
-    doc = {
-        "seq": seq,
-        "created_at": created_at,
-        "kind": kind,
-        "payload": payload,
-        "prev_hash": prev_hash,
-    }
-    return "sha256:" + hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
-
-
-def parse_payload(text: str) -> Any:
-    """Parse stored payload JSON as RFC 8785 reads numbers: integers beyond 2**53 are doubles."""
-    return json.loads(text, parse_int=_parse_int)
-
-
-def _parse_int(digits: str) -> int | float:
-    value = int(digits)
-    return value if abs(value) < 2**53 else float(value)
-
-
 class AuditLog:
     """The audit log in a ``Database``. Safe to share between threads and processes.
 
@@ -129,12 +91,18 @@ class AuditLog:
         max_attempts: int = 100,
         timeout_s: float = 30.0,
         batch_size: int = 1000,
+        on_append: Callable[[int], None] | None = None,
     ) -> None:
-        """``max_attempts`` and ``timeout_s`` bound how long ``append`` retries a contended slot."""
+        """``max_attempts`` and ``timeout_s`` bound how long ``append`` retries a contended slot.
+
+        ``on_append(seq)`` runs after each committed append (``Checkpointer.after_append``); it must not raise.
+        """
         self._store = store
         self._max_attempts = max(1, max_attempts)
         self._timeout_s = timeout_s
         self._batch_size = batch_size
+        self._on_append = on_append
+        self.tree = AuditTree(store)
 
     def append(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
         """Add one entry at the end of the chain, or raise ``AuditError``; nothing is half written."""
@@ -165,6 +133,8 @@ class AuditLog:
                     f"cannot append a {kind!r} entry to the audit log in {self._store.url}: "
                     f"{describe_db_error(e)}"
                 ) from e
+            if self._on_append is not None:
+                self._on_append(entry.seq)
             return entry
         raise AuditError(
             f"cannot append a {kind!r} entry to the audit log in {self._store.url}: "
@@ -185,18 +155,30 @@ class AuditLog:
             rows = list(session.exec(query))
         return [_to_entry(row) for row in reversed(rows)]
 
-    def verify(self, expected_head: str | None = None) -> AuditReport:
-        """Walk the chain in seq order and report the first bad entry.
+    def verify(
+        self, expected_head: str | None = None, *, checkpoints: Sequence[HeldCheckpoint] = ()
+    ) -> AuditReport:
+        """Walk the chain in seq order, follow the Merkle tree, and report the first bad entry.
 
-        ``expected_head``: an ``entry_hash`` recorded earlier (a checkpoint); the
-        log must still contain it, else its tail was cut.
+        ``expected_head``: an ``entry_hash`` recorded earlier; the log must still contain it, else
+        its tail was cut. ``checkpoints``: signed checkpoints (already verified with the instance
+        key, ``read_checkpoint_file``); the entries must reproduce each one's root. The tree
+        recorded at append is compared too (``writ.attestations.tree_check``).
         """
         with self._reading():
-            return walk_chain(self._rows(), expected_head=expected_head, find_seq=self._find_seq)
+            check = TreeCheck(checkpoints, recorded_leaves=self.tree.leaves,
+                              recorded_size=self.tree.stored_leaves())
+            report = walk_chain(self._rows(), expected_head=expected_head, find_seq=self._find_seq,
+                                on_verified=lambda row: check.add(row.seq, row.entry_hash))
+            finding = check.finish(log_entries=report.entries, chain_ok=report.ok)
+            head = self._hash_of(finding.first_seq - 1) if finding is not None else report.head
+        return _with_tree(report, check, finding, head)
 
-    def verify_or_raise(self, expected_head: str | None = None) -> AuditReport:
+    def verify_or_raise(
+        self, expected_head: str | None = None, *, checkpoints: Sequence[HeldCheckpoint] = ()
+    ) -> AuditReport:
         """``verify``, raising ``VerificationError`` with the report's message when not ok."""
-        report = self.verify(expected_head)
+        report = self.verify(expected_head, checkpoints=checkpoints)
         if not report.ok:
             raise VerificationError(report.message)
         return report
@@ -220,6 +202,7 @@ class AuditLog:
                         entry_hash=entry_hash,
                     )
                 )
+                append_rows(session, seq, entry_hash, last.entry_hash if last else None)
                 session.commit()
             except IntegrityError:
                 session.rollback()
@@ -248,6 +231,14 @@ class AuditLog:
                 return
             after = batch[-1].seq
 
+    def _hash_of(self, seq: int) -> str:
+        """The stored ``entry_hash`` of entry ``seq`` (``GENESIS_HASH`` for 0)."""
+        if seq < 1:
+            return GENESIS_HASH
+        with self._store.session() as session:
+            found = session.exec(select(AuditLogRow.entry_hash).where(AuditLogRow.seq == seq)).first()
+        return found or GENESIS_HASH
+
     def _find_seq(self, entry_hash: str) -> int | None:
         with self._store.session() as session:
             query = select(AuditLogRow.seq).where(AuditLogRow.entry_hash == entry_hash)
@@ -263,81 +254,37 @@ class AuditLog:
             ) from e
 
 
-def walk_chain(
-    rows: Iterable[AuditLogRow],
-    *,
-    expected_head: str | None = None,
-    find_seq: Callable[[str], int | None] = lambda _: None,
-) -> AuditReport:
-    """Check rows given in seq order (no IO but ``find_seq``: the seq of the entry with a hash)."""
-    count, prev = 0, GENESIS_HASH
-    seen_head = expected_head is None or expected_head == GENESIS_HASH
-    for row in rows:
-        bad = _check_entry(row, count + 1, prev, find_seq)
-        if bad is not None:
-            problem, message = bad
-            return AuditReport(
-                False,
-                count,
-                prev,
-                count + 1,
-                problem,
-                f"audit log bad at entry {count + 1} ({problem.value}): {message}",
-            )
-        count, prev = count + 1, row.entry_hash
-        seen_head = seen_head or prev == expected_head
-    if not seen_head:
+def audit_log_for(settings: Settings, store: Database) -> AuditLog:
+    """The audit log of a data directory, with its periodic signed checkpoints when it has an instance key.
+
+    Without the key (``writ init`` makes it) appends work as ever and no checkpoint is made.
+    """
+    c = settings.checkpoint
+    if not (c.every_entries or c.every_seconds) or not instance_key_path(settings.home).exists():
+        return AuditLog(store)
+    return AuditLog(store, on_append=Checkpointer.from_settings(settings, store).after_append)
+
+
+def _with_tree(report: AuditReport, check: TreeCheck, finding: Finding | None, head: str) -> AuditReport:
+    """``report`` of the chain walk, with what the tree check found before or beyond it (``head``: its entry's)."""
+    matched = len(check.matched)
+    largest = max((h.checkpoint.size for h in check.matched), default=0)
+    if finding is not None and (report.ok or report.first_bad_seq is None or finding.first_seq < report.first_bad_seq):
+        exact = finding.first_seq == finding.last_seq
+        where = f"entry {finding.first_seq}" if exact else f"entries {finding.first_seq}-{finding.last_seq}"
+        entries = finding.first_seq - 1
         return AuditReport(
-            False,
-            count,
-            prev,
-            count + 1,
-            AuditProblem.TRUNCATED,
-            f"audit log bad at entry {count + 1} (truncated): the log ends at entry {count} "
-            f"(head {prev}) and does not contain the expected head {expected_head}",
+            False, entries, head, finding.first_seq,
+            AuditProblem(finding.problem), f"audit log bad at {where} ({finding.problem}): {finding.message}",
+            first_bad_seq_max=None if exact else finding.last_seq, checkpoints=matched, checkpoint_size=largest,
         )
-    return AuditReport(True, count, prev, message=f"audit log OK: {count} entries, head {prev}")
-
-
-def _check_entry(
-    row: AuditLogRow, seq: int, prev: str, find_seq: Callable[[str], int | None]
-) -> tuple[AuditProblem, str] | None:
-    """Why entry ``seq`` (stored as ``row``, following hash ``prev``) is bad, or None."""
-    if row.seq != seq:
-        missing = f"entry {seq} is" if row.seq == seq + 1 else f"entries {seq} to {row.seq - 1} are"
-        where = (
-            f"entry {row.seq} follows entry {seq - 1}"
-            if seq > 1
-            else f"the log starts at {row.seq}"
-        )
-        return AuditProblem.DELETED, f"{missing} missing: {where}"
-    try:
-        payload = parse_payload(row.payload)
-        canonical = rfc8785.dumps(payload).decode() == row.payload
-    except (ValueError, rfc8785.CanonicalizationError):
-        return AuditProblem.EDITED, "its payload is not valid JSON"
-    if not canonical or not isinstance(payload, dict):
-        return AuditProblem.EDITED, "its payload is not a JSON object in RFC 8785 form"
-    try:
-        computed = compute_entry_hash(row.seq, row.created_at, row.kind, payload, row.prev_hash)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError):  # SQLite stores any type
-        return AuditProblem.EDITED, "a field holds a value of the wrong type"
-    if computed != row.entry_hash:
-        other = find_seq(row.prev_hash) if row.prev_hash != prev else None
-        if other is not None:
-            return AuditProblem.REORDERED, (
-                f"it follows the entry now at seq {other} (prev_hash {row.prev_hash}), not entry {seq - 1}"
-            )
-        return (
-            AuditProblem.EDITED,
-            f"its contents hash to {computed}, its stored entry_hash is {row.entry_hash}",
-        )
-    if row.prev_hash != prev:
-        return AuditProblem.CHAIN_BROKEN, (
-            f"its prev_hash is {row.prev_hash}, entry {seq - 1} hashes to {prev} "
-            "(one of the two was rewritten with a recomputed hash)"
-        )
-    return None
+    if not report.ok:
+        return AuditReport(report.ok, report.entries, report.head, report.first_bad_seq, report.problem,
+                           report.message, checkpoints=matched, checkpoint_size=largest)
+    signed = (f"; its tree matches {matched} signed checkpoint{'s' if matched != 1 else ''} "
+              f"(the largest of {largest} entries)") if matched else ""
+    return AuditReport(True, report.entries, report.head, message=report.message + signed,
+                       checkpoints=matched, checkpoint_size=largest)
 
 
 def _last_row(session: Session) -> AuditLogRow | None:

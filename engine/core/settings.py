@@ -89,6 +89,28 @@ class NotifySettings(BaseModel):
     first_retry_s: float = Field(2.0, gt=0, description="Wait before the second try; doubles each time.")
 
 
+class CheckpointSettings(BaseModel):
+    """When and where Writ signs checkpoints of the audit log's Merkle tree (``WRIT_CHECKPOINT__*``).
+
+    A checkpoint is made after an append once ``every_entries`` entries or ``every_seconds`` passed
+    since the last one, and by ``writ audit checkpoint``; it is stored in the database and appended
+    to ``file``, outside it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    every_entries: int = Field(1000, ge=0, description="Checkpoint once this many entries were appended since the last "
+                               "(0: never by count).")
+    every_seconds: float = Field(60.0, ge=0, description="Checkpoint at an append once the last checkpoint is this old "
+                                 "(0: never by time).")
+    origin: str | None = Field(None, description="Origin line and note key name; unset: writ.<16 hex of the instance "
+                               "key id>.")
+    file: Path | None = Field(None, description="File outside the database that every checkpoint is appended to; "
+                              "unset: <data dir>/checkpoints.log.")
+    webhook_url: str | None = Field(None, description="POST each checkpoint's signed note here (text/plain).")
+    timeout_s: float = Field(5.0, gt=0, description="Time one checkpoint webhook POST may take.")
+
+
 class TemporalSettings(BaseModel):
     """How Writ reaches Temporal: ``settings.temporal``, from ``WRIT_TEMPORAL_ADDRESS``, ``WRIT_TEMPORAL_NAMESPACE``...
 
@@ -155,6 +177,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description=_TEMPORAL_FIELDS["connect_timeout_s"].description
     )
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
     public_url: str = Field(
         "http://127.0.0.1:8420", description="Base URL of `writ serve` as approvers reach it (links in notices)."
     )

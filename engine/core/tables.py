@@ -382,3 +382,41 @@ class WebSessionRow(SQLModel, table=True):
     created_at: str = Field(sa_column=Column(String(32), nullable=False))
     expires_at: str = Field(sa_column=Column(String(32), nullable=False))
     ended_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+
+
+class AuditTreeRow(SQLModel, table=True):
+    """One node of the Merkle tree over the audit log: the hash of a perfect subtree (ADR 0017).
+
+    Node ``(level, idx)`` covers leaves ``idx * 2**level`` to ``(idx + 1) * 2**level - 1``; leaf
+    ``i`` (level 0) is SHA-256(0x00 || the 32 bytes of entry ``i + 1``'s ``entry_hash``). Written
+    only by ``writ.attestations.audit.AuditLog.append``, in the transaction of the entry that
+    completes the node, so the tree never runs ahead of or behind the log.
+    """
+
+    __tablename__ = "audit_tree"
+    __table_args__ = (
+        CheckConstraint("level >= 0 AND level < 64", name="ck_audit_tree_level"),
+        CheckConstraint("idx >= 0", name="ck_audit_tree_idx"),
+    )
+
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+
+
+class AuditCheckpointRow(SQLModel, table=True):
+    """A signed checkpoint of the audit log's tree: a C2SP signed note (``writ.attestations.checkpoints``).
+
+    One per tree size. The same note is appended to the checkpoint file outside the database;
+    ``note`` is the exact text that was signed and written.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (CheckConstraint("tree_size >= 1", name="ck_audit_checkpoints_size"),)
+
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: str = Field(sa_column=Column(String(44), nullable=False))  # base64, as in the note
+    origin: str = Field(sa_column=Column(String(256), nullable=False))
+    key_id: str = Field(sa_column=Column(String(71), nullable=False))  # the instance key's sha256: id
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(sa_column=Column(String(32), nullable=False))

@@ -206,12 +206,14 @@ TAMPERING: list[tuple[str, Callable[[Database], None], int, AuditProblem]] = [
     ("first_entry_deleted", delete("seq = 1"), 1, AuditProblem.DELETED),
     ("two_middle_entries_deleted", delete("seq IN (2, 3)"), 2, AuditProblem.DELETED),
     ("entries_3_and_4_swapped", swap_entries_3_and_4, 3, AuditProblem.REORDERED),
-    # The rewritten entry is self-consistent: the break shows at the next entry's link.
+    # The rewritten entry is self-consistent, and the next entry's link breaks; the Merkle tree
+    # recorded at append names entry 3 itself (tests/integration/test_audit_checkpoints.py: with
+    # the whole chain and the tree recomputed too).
     (
         "entry_rewritten_with_recomputed_hash",
         rewrite_entry_3_and_recompute_its_hash,
-        4,
-        AuditProblem.CHAIN_BROKEN,
+        3,
+        AuditProblem.EDITED,
     ),
 ]
 
@@ -251,7 +253,9 @@ def test_last_entry_deleted_is_caught_against_the_expected_head(
     hashes = fill(log, 5)
     sql(store, "DELETE FROM audit_log WHERE seq = 5")
 
-    assert log.verify().ok  # a cut tail is invisible without a checkpoint
+    # the chain alone cannot see a cut tail; the Merkle tree recorded at append can (unless it was cut
+    # too: then only a signed checkpoint can, tests/integration/test_audit_checkpoints.py)
+    assert (log.verify().first_bad_seq, log.verify().problem) == (5, AuditProblem.TRUNCATED)
     report = log.verify(expected_head=hashes[-1])
     assert (report.ok, report.first_bad_seq, report.problem) == (False, 5, AuditProblem.TRUNCATED)
     assert (report.entries, report.head) == (4, hashes[3])
