@@ -47,7 +47,8 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
     """
     import anyio
 
-    from writ.attestations.audit import AuditLog
+    from writ.attestations.audit import audit_log_for
+    from writ.attestations.checkpoints import periodic_checkpoints
     from writ.engine.core.db import open_database
     from writ.engine.gateway.exposure import load_safe_config
     from writ.engine.gateway.governance import resolve_principal
@@ -61,8 +62,8 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
         logging.getLogger("writ").setLevel(logging.INFO)
     settings: Settings = click.get_current_context().obj
     config = load_safe_config(config_path, settings, key_files=[key_file] if key_file is not None else [])
-    with open_database(settings) as store:
-        audit = AuditLog(store)
+    with open_database(settings) as store, periodic_checkpoints(settings, store):
+        audit = audit_log_for(settings, store)  # with its periodic signed checkpoints
         pdp = DecisionPoint(make_engine(settings), audit)
         try:
             stores = wire_services(settings, store, engine=pdp.engine, audit=audit)

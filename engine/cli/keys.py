@@ -165,14 +165,21 @@ def trust() -> None:
 def trust_export(output: Path) -> None:
     """Write every trusted key and the approver groups, with the time and a sha256 digest.
 
-    Use it offline with `writ plan verify FILE --trust trust-root.json`.
+    Use it offline with `writ plan verify FILE --trust trust-root.json`. It also holds the instance
+    public key (instance_key: public key, checkpoint origin, note key id) that signs the audit
+    log's checkpoints.
 
     \b
     Example:
       writ trust export -o trust-root.json
     """
+    from writ.attestations.checkpoints import instance_key_export
+
     with services() as w:
         root = w.trust.export_trust_root()
+        instance = instance_key_export(w.settings)  # outside the digest: it checks checkpoints, not plans
+    if instance is not None:
+        root["instance_key"] = instance
     data = (json.dumps(root, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     write_new(output, data, "trust root")
     t = root["trust"]

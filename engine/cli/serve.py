@@ -105,7 +105,8 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
 
 
 def _run(settings: Settings, sock: socket.socket, host: str, config_path: Path | None) -> None:
-    from writ.attestations.audit import AuditLog
+    from writ.attestations.audit import audit_log_for
+    from writ.attestations.checkpoints import periodic_checkpoints
     from writ.engine.core.db import open_database
     from writ.engine.policy.pdp import DecisionPoint, make_engine
     from writ.engine.web.app import create_app
@@ -116,8 +117,9 @@ def _run(settings: Settings, sock: socket.socket, host: str, config_path: Path |
         from writ.engine.gateway.exposure import load_safe_config
 
         config = load_safe_config(config_path, settings)
-    with open_database(settings, create=False) as store, _temporal(settings) as temporal:
-        audit_log = AuditLog(store)
+    with open_database(settings, create=False) as store, _temporal(settings) as temporal, \
+            periodic_checkpoints(settings, store):  # signs the tail of a log gone quiet, too
+        audit_log = audit_log_for(settings, store)  # with its periodic signed checkpoints
         pdp = DecisionPoint(make_engine(settings), audit_log)
         try:
             stores = wire_services(settings, store, engine=pdp.engine, audit=audit_log)

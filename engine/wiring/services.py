@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from writ.attestations.audit import AuditLog
+from writ.attestations.audit import AuditLog, audit_log_for
 from writ.engine.core import reasons
 from writ.engine.core.db import Database, open_database
 from writ.engine.core.errors import ConfigError, NotFoundError, WritError
@@ -113,7 +113,7 @@ def wire_services(
         from writ.engine.policy.pdp import make_engine
 
         policy = engine or make_engine(settings)
-    audit = audit or AuditLog(store)
+    audit = audit or audit_log_for(settings, store)
     trust = TrustStore(store, policy_groups(local), audit=audit)
     plans = PlanStore(store, trust, policy, limits=settings.limits.plans, audit=audit)
     return Services(settings, store, trust, plans, policy, audit)
