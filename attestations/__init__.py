@@ -1,7 +1,11 @@
-"""Evidence an auditor can check: the hash-chained audit log (and, later, attestation bundles).
+"""Evidence an auditor can check: the hash-chained audit log, its Merkle tree and signed checkpoints.
 
-    from writ.attestations.audit import AuditLog
-    log = AuditLog(store)
+    from writ.attestations.audit import AuditLog, audit_log_for
+    log = audit_log_for(settings, store)          # appends sign a checkpoint every N entries or S seconds
     log.append("decision", decision.model_dump(mode="json"))
-    report = log.verify()          # names the first bad entry
+    report = log.verify(checkpoints=held)         # names the first bad entry
+
+Entry points: ``audit`` (the log), ``tree`` (roots and proofs from the database), ``merkle``
+(RFC 6962 / 9162 hashing and proofs, pure), ``notes`` (C2SP signed notes and checkpoints, pure),
+``checkpoints`` (making, storing and reading signed checkpoints).
 """
