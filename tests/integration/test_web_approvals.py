@@ -348,3 +348,63 @@ def test_an_invite_redeemed_by_several_browsers_at_once_enrols_one_key(world: Wo
         t.join()
     assert sorted(outcomes) == ["enrolled"] + ["invite_used"] * 7
     assert len(world.services.trust.keys("alice")) == 2  # the test's CLI key and one browser key
+
+
+# -- diffs -------------------------------------------------------------------------------------------
+
+DEF = "sha256:" + "ab" * 32
+OLD = "line one\nline two\n"
+
+
+def _step(tool: str, **args: Any) -> Any:
+    from writ.plans.models import PlanStep
+
+    return PlanStep(server="fs", tool=tool, definition_digest=DEF, args=args)
+
+
+def _captured(status: str, reason: str = "") -> Any:
+    from writ.plans.contents import CapturedContent
+
+    if status == "captured":
+        return CapturedContent.of_text(0, "fs", "write_file", "/srv/a.txt", OLD, max_bytes=10_000)
+    return CapturedContent.without(0, "fs", "write_file", "/srv/a.txt", status, reason)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("case", "step", "captured", "available", "note", "lines"), [
+    ("write_file_over_captured", _step("write_file", path="/srv/a.txt", content="line one\nline 2\n"),
+     "captured", True, "unified diff, against the content when the plan was proposed", ["-line two", "+line 2"]),
+    ("write_file_new_file", _step("write_file", path="/srv/a.txt", content="fresh\n"), "absent", True,
+     "unified diff, a new file", ["--- /dev/null", "+fresh"]),
+    ("edit_file_applied", _step("edit_file", path="/srv/a.txt", edits=[{"oldText": "two", "newText": "2"}]),
+     "captured", True, "unified diff, against the content when the plan was proposed", ["-line two", "+line 2"]),
+    ("edit_file_old_text_gone", _step("edit_file", path="/srv/a.txt", edits=[{"oldText": "three", "newText": "3"}]),
+     "captured", False, "no diff: edit 0's oldText is not in the content captured when the plan was proposed", []),
+    ("read_denied", _step("write_file", path="/srv/a.txt", content="x"), "unavailable", False,
+     "no diff: the content could not be captured (read denied)", []),
+    ("git_commit", _step("git_commit", message="m"), "not_a_file_write", False,
+     "no diff: this step writes no single file's content (a git commit)", []),
+    ("nothing_captured", _step("write_file", path="/srv/a.txt", content="x"), None, False,
+     "no diff: nothing was captured when this plan was proposed", []),
+    ("same_content", _step("write_file", path="/srv/a.txt", content=OLD), "captured", True,
+     "no change: the new content is the content captured when the plan was proposed", []),
+])
+def test_each_step_says_its_diff_or_why_there_is_none(case: str, step: Any, captured: str | None, available: bool,
+                                                     note: str, lines: list[str]) -> None:
+    from writ.engine.web.diffs import step_diff
+
+    reason = {"unavailable": "read denied", "not_a_file_write": "a git commit", "absent": "no such file"}
+    view = step_diff(step, _captured(captured, reason.get(captured, "")) if captured else None)
+    assert view is not None and view.available is available
+    assert view.note.startswith(note), view.note
+    assert all(line in [x.text for x in view.lines] for line in lines), view.lines
+
+
+def test_a_step_that_writes_no_file_has_no_diff_section_and_a_content_digest_is_named() -> None:
+    from writ.engine.web.diffs import step_diff
+    from writ.plans.models import ContentSha256, PlanStep
+
+    assert step_diff(_step("read_file", path="/srv/a.txt"), None) is None
+    pinned_digest = PlanStep(server="fs", tool="write_file", definition_digest=DEF, args={"path": "/srv/a.txt"},
+                             constraints=(ContentSha256(arg="content", sha256="0" * 64),))
+    view = step_diff(pinned_digest, _captured("captured"))
+    assert view is not None and not view.available and "only a digest of the new content" in view.note
