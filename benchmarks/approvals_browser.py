@@ -117,16 +117,53 @@ def _settled(services: Any, plan_id: str) -> None:
     raise SystemExit(f"the workflow of {plan_id} did not settle within 30 s")
 
 
+def enrol_and_log_in(page: Any, services: Any) -> None:
+    """The browser of alice: a real invite link, a WebCrypto key made and enrolled, a signed login."""
+    from writ.engine.web.invites import InviteStore, invite_link
+
+    url = services.settings.public_url
+    _, token = InviteStore(services.store, services.trust, audit=services.audit).issue("alice")
+    page.goto(invite_link(url, token))
+    page.click("#enrol")
+    page.wait_for_selector("#to-login")
+    page.goto(f"{url}/login")
+    page.wait_for_selector("#login:enabled")
+    page.click("#login")
+    page.wait_for_url(f"{url}/")
+
+
+def approve_one(page: Any, server: Server, planner: Any, i: int) -> tuple[float, float]:
+    """A new plan's page opened and checked, then Approve clicked: (page ready ms, click -> count ms)."""
+    from writ.plans.models import Plan, PlanStep
+    from writ.plans.statements import sign_plan
+
+    services = server.services
+    plan = Plan.new(title=f"bench {i}", rationale="benchmark", planner="plan-bot", ttl=timedelta(hours=24),
+                    steps=[PlanStep(server="fs", tool="write_file", definition_digest=DEF,
+                                    args={"path": f"/srv/notes-{i}.txt", "content": "x"})])
+    record = services.plans.submit(sign_plan(plan, planner).to_json())
+    server.call(server.client.start(record))
+    _settled(services, record.id)
+    began = time.perf_counter()
+    page.goto(f"{services.settings.public_url}/plans/{record.id}")
+    page.wait_for_selector('#signing[data-check="ok"]')
+    opened = time.perf_counter()
+    page.click("#approve")
+    page.wait_for_selector("#count-summary")
+    done = time.perf_counter()
+    shown = page.inner_text("#count-summary")
+    if shown != "1/2 approvals (alice); missing: 1 more approval":
+        raise SystemExit(f"plan {record.id}: the page showed {shown!r}")
+    return (opened - began) * 1e3, (done - opened) * 1e3
+
+
 def measure(tmp: Path, n: int, warmup: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from writ.engine.core.settings import Settings
-    from writ.engine.web.invites import InviteStore, invite_link
     from writ.engine.wiring.datadir import init_data_dir
     from writ.engine.wiring.services import open_services
     from writ.plans.keys import PrivateKey
-    from writ.plans.models import Plan, PlanStep
-    from writ.plans.statements import sign_plan
     from writ.workflows.approval.devserver import DevServer
 
     (tmp / "temporal").mkdir()
@@ -146,41 +183,13 @@ def measure(tmp: Path, n: int, warmup: int) -> dict[str, Any]:
                 with sync_playwright() as p:
                     chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                     page = chromium.new_page()
-                    _, token = InviteStore(services.store, services.trust, audit=services.audit).issue("alice")
-                    page.goto(invite_link(settings.public_url, token))
-                    page.click("#enrol")
-                    page.wait_for_selector("#to-login")
-                    page.goto(f"{settings.public_url}/login")
-                    page.wait_for_selector("#login:enabled")
-                    page.click("#login")
-                    page.wait_for_url(f"{settings.public_url}/")
+                    enrol_and_log_in(page, services)
                     print(f"chromium enrolled and logged in; {warmup} + {n} approvals ...", file=sys.stderr)
-                    ready, submit = [], []
-                    for i in range(warmup + n):
-                        plan = Plan.new(title=f"bench {i}", rationale="benchmark", planner="plan-bot",
-                                        ttl=timedelta(hours=24),
-                                        steps=[PlanStep(server="fs", tool="write_file", definition_digest=DEF,
-                                                        args={"path": f"/srv/notes-{i}.txt", "content": "x"})])
-                        record = services.plans.submit(sign_plan(plan, planner).to_json())
-                        server.call(server.client.start(record))
-                        _settled(services, record.id)
-                        began = time.perf_counter()
-                        page.goto(f"{settings.public_url}/plans/{record.id}")
-                        page.wait_for_selector('#signing[data-check="ok"]')
-                        opened = time.perf_counter()
-                        page.click("#approve")
-                        page.wait_for_selector("#count-summary")
-                        done = time.perf_counter()
-                        shown = page.inner_text("#count-summary")
-                        if shown != "1/2 approvals (alice); missing: 1 more approval":
-                            raise SystemExit(f"plan {record.id}: the page showed {shown!r}")
-                        if i >= warmup:
-                            ready.append((opened - began) * 1e3)
-                            submit.append((done - opened) * 1e3)
+                    timed = [approve_one(page, server, planner, i) for i in range(warmup + n)][warmup:]
                     chromium.close()
             finally:
                 server.stop()
-    return {"form_submit_to_count": summary(submit), "page_ready": summary(ready)}
+    return {"form_submit_to_count": summary([t[1] for t in timed]), "page_ready": summary([t[0] for t in timed])}
 
 
 def browser_results(n: int, warmup: int) -> dict[str, Any]:
