@@ -25,8 +25,8 @@ import sys
 import tempfile
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,10 @@ REQUEST_TIMEOUT_S = 60.0
 WIDTH = 118
 
 Echo = Callable[[str], None]
+BrowserApprove = Callable[[str, str], Awaitable[str]]
+"""(plan id, approver) -> the count the web form showed after the approver's browser signed and sent it."""
+BrowserHook = Callable[[Settings, Services, ApprovalClient], AbstractAsyncContextManager[BrowserApprove]]
+"""Serves the web form on the demo's stores and drives a browser for its approvers (``writ.engine.cli.demo_browser``)."""
 
 
 class DemoFailed(WritError):
@@ -130,6 +134,8 @@ class Scene:
     config: Path
     logs: Path
     keys: dict[str, Path] = field(default_factory=dict)
+    browser: BrowserHook | None = None  # `writ demo --browser`: approvals in Chromium through the web form
+    approve_in_browser: BrowserApprove | None = None
 
 
 def fresh_data_dir(data_dir: Path | None) -> Path:
@@ -300,11 +306,15 @@ async def gateway(scene: Scene, principal: str) -> AsyncIterator[Agent]:
 # --- the story -------------------------------------------------------------------------------
 
 
-def run_demo(data_dir: Path | None, *, echo: Echo) -> None:
-    """Run the whole demo; ``DemoFailed`` (or another ``WritError``) if anything goes wrong."""
+def run_demo(data_dir: Path | None, *, echo: Echo, browser: BrowserHook | None = None) -> None:
+    """Run the whole demo; ``DemoFailed`` (or another ``WritError``) if anything goes wrong.
+
+    ``browser``: the approvers approve through the web form in a browser it drives, not with their key files.
+    """
     tools = prerequisites()
     data = fresh_data_dir(data_dir)
     scene = build_scene(data, tools)
+    scene.browser = browser
     echo("Writ demo: a planner and an executor agent behind two Writ gateways; every tool call is decided by")
     echo("policy and audited, and every change runs as a step of a signed, approved plan.")
     echo(f"   data dir   {scene.data}   (database, audit log, private keys)")
@@ -356,6 +366,10 @@ def register(scene: Scene, stores: Services, n: Narrator) -> None:
 
 async def approve(scene: Scene, client: ApprovalClient, n: Narrator, label: str, plan_id: str, who: str) -> None:
     short = plan_id.removeprefix("sha256:")[:12]
+    if scene.approve_in_browser is not None:
+        shown = await scene.approve_in_browser(plan_id, who)
+        n.say(f"{who:<6} approves plan {label} ({short}) in Chromium, with the key it made: {shown}")
+        return
     count = await send_approval(client, plan_id, PrivateKey.load(scene.keys[who]), who)
     n.say(f"{who:<6} approves plan {label} ({short}) with approvers/{who}/{scene.keys[who].name}: "
           f"{count.approvals}/{count.quorum} ({', '.join(count.approvers)}); plan {label} {count.state}")
@@ -366,6 +380,8 @@ async def _story(scene: Scene, stores: Services, n: Narrator) -> tuple[str, str]
     async with AsyncExitStack() as stack:
         client = await ApprovalClient.connect(scene.settings, audit=stores.audit)
         await stack.enter_async_context(approval_worker(client.client, stores))  # as `writ serve` runs it
+        if scene.browser is not None:
+            scene.approve_in_browser = await stack.enter_async_context(scene.browser(scene.settings, stores, client))
         n.section("Two gateways: `writ mcp --principal plan-bot` and `writ mcp --principal exec-bot`")
         planner = await stack.enter_async_context(gateway(scene, "plan-bot"))
         executor = await stack.enter_async_context(gateway(scene, "exec-bot"))
