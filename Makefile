@@ -52,6 +52,7 @@ bench: $(VENV)/.test
 	$(BIN)/python benchmarks/plans.py
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gateway_overhead.py
 	$(BIN)/python benchmarks/approvals.py
+	$(BIN)/python benchmarks/attestations.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
