@@ -53,6 +53,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import (
     AbstractAsyncContextManager,
+    AbstractContextManager,
     AsyncExitStack,
     ExitStack,
     asynccontextmanager,
@@ -72,11 +73,14 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from writ.workflows.approval.devserver import DevServer
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).absolute().parent  # absolute: the writ processes run in other directories
 NPM = ROOT / ".mcp-servers/node_modules/@modelcontextprotocol"
 FS_SERVER = NPM / "server-filesystem/dist/index.js"
 EVERYTHING_SERVER = NPM / "server-everything/dist/index.js"
+PLAIN_PROXY = ROOT / "benchmarks" / "plain_proxy.py"
 POLICIES = ROOT / "policies"  # what `writ` uses when WRIT_POLICY_DIR is unset (editable install)
 HTTP_UPSTREAM = "everything"  # the upstream's name in writ.toml: tools exposed as everything__<tool>
 ECHO_ARGS = {"message": "ping"}
@@ -103,10 +107,16 @@ def summary(samples: list[float]) -> dict[str, float]:
             "p99_us": round(percentile(samples, 0.99)), "mean_us": round(statistics.fmean(samples))}
 
 
-def pair(direct: list[float], gateway: list[float], **about: Any) -> dict[str, Any]:
-    d, g = summary(direct), summary(gateway)
-    return {**about, "direct": d, "through_writ": g, "p50_ratio": round(g["p50_us"] / d["p50_us"], 2),
-            "p50_added_us": g["p50_us"] - d["p50_us"]}
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return round(a["p50_us"] / b["p50_us"], 2)
+
+
+def trio(direct: list[float], plain: list[float], writ: list[float], **about: Any) -> dict[str, Any]:
+    """One transport's three columns, and the ratios the goals are stated in (p50 over p50)."""
+    d, p, g = summary(direct), summary(plain), summary(writ)
+    return {**about, "direct": d, "plain_proxy": p, "through_writ": g,
+            "p50_ratio": ratio(g, d), "plain_proxy_p50_ratio": ratio(p, d), "writ_over_plain_proxy": ratio(g, p),
+            "p50_added_us": g["p50_us"] - d["p50_us"], "plain_proxy_p50_added_us": p["p50_us"] - d["p50_us"]}
 
 
 def text_of(result: types.CallToolResult) -> str:
@@ -142,16 +152,17 @@ async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSessi
         yield session
 
 
-async def time_pair(direct: Side, writ: Side, args: dict[str, Any], expect: str, n: int, warmup: int,
-                    sequential: bool) -> tuple[list[float], list[float], str, str]:
-    """Open both sessions, warm both up, then time ``n`` calls on each: interleaved (direct then Writ, then
-    Writ then direct, ...) so that both sides see the same machine load, or with ``sequential`` all direct
-    calls first, back to back. Every answer must succeed and contain ``expect``. Returns (direct
-    microseconds, Writ microseconds, both negotiated protocol versions)."""
+async def time_sides(sides: list[Side], args: dict[str, Any], expect: str, n: int, warmup: int,
+                     sequential: bool) -> tuple[list[list[float]], list[str]]:
+    """Open every side's session, warm each up, then time ``n`` calls on each: round by round, each round
+    calling every side once in a rotated order (so that all sides see the same machine load and none is
+    always first), or with ``sequential`` all calls of one side, back to back, before the next side's.
+    Every answer must succeed and contain ``expect``. Returns (microseconds per side, negotiated protocol
+    version per side)."""
     async with AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(p.session) for p in (direct, writ)]
+        sessions = [await stack.enter_async_context(p.session) for p in sides]
         inits = [await s.initialize() for s in sessions]
-        tools = [direct.tool, writ.tool]
+        tools = [side.tool for side in sides]
 
         def check(side: int, result: types.CallToolResult) -> None:
             if result.is_error or expect not in text_of(result):
@@ -161,24 +172,25 @@ async def time_pair(direct: Side, writ: Side, args: dict[str, Any], expect: str,
             return await sessions[side].call_tool(tools[side], args, read_timeout_seconds=CALL_TIMEOUT_S)
 
         for _ in range(warmup):
-            for side in (0, 1):
+            for side in range(len(sides)):
                 check(side, await call(side))
-        samples: tuple[list[float], list[float]] = ([], [])
+        samples: list[list[float]] = [[] for _ in sides]
         results: list[tuple[int, types.CallToolResult]] = []
+        k = len(sides)
         if sequential:
-            order = [0] * n + [1] * n
+            order = [side for side in range(k) for _ in range(n)]
         else:
-            order = [side for i in range(n) for side in ((0, 1) if i % 2 == 0 else (1, 0))]
-        for k, side in enumerate(order):
+            order = [(i + j) % k for i in range(n) for j in range(k)]
+        for done, side in enumerate(order, 1):
             start = time.perf_counter()
             result = await call(side)
             samples[side].append((time.perf_counter() - start) * 1e6)
             results.append((side, result))
-            if (k + 1) % 200 == 0:
-                log(f"  {k + 1}/{2 * n} calls")
+            if done % 300 == 0:
+                log(f"  {done}/{k * n} calls")
         for side, result in results:  # checked after the clock, so the check costs no path anything
             check(side, result)
-        return samples[0], samples[1], str(inits[0].protocol_version), str(inits[1].protocol_version)
+        return samples, [str(i.protocol_version) for i in inits]
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -295,6 +307,63 @@ def setup_writ(tmp: Path, workspace: Path, upstream_url: str) -> tuple[Path, Pat
     return data, stdio_config, http_config, env, token
 
 
+PATHS = {
+    "stdio": {
+        "upstream": "@modelcontextprotocol/server-filesystem list_allowed_directories",
+        "direct_path": "SDK client -> stdio -> filesystem server",
+        "plain_proxy_path": "SDK client -> stdio -> plain_proxy.py -> stdio -> filesystem server",
+        "writ_path": "SDK client -> stdio -> writ mcp -> stdio -> filesystem server",
+    },
+    "http": {
+        "upstream": '@modelcontextprotocol/server-everything (streamableHttp) echo {"message": "ping"}',
+        "direct_path": "SDK client -> streamable HTTP -> everything server /mcp",
+        "plain_proxy_path": "SDK client -> streamable HTTP -> plain_proxy.py (uvicorn) /mcp -> streamable HTTP "
+                            "-> the same everything server process",
+        "writ_path": "SDK client -> streamable HTTP (bearer token) -> writ serve /mcp -> streamable HTTP "
+                     "-> the same everything server process (URL upstream)",
+    },
+}
+
+
+def about(transport: str, protocols: list[str]) -> dict[str, Any]:
+    return {**PATHS[transport], "protocol": dict(zip(("direct", "plain_proxy", "through_writ"), protocols,
+                                                     strict=True))}
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports on 127.0.0.1."""
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+@contextmanager
+def temporal(tmp: Path) -> Iterator[DevServer]:
+    """Temporal's dev server on a free port for the run: each ``writ serve`` uses it (WRIT_TEMPORAL_ADDRESS)
+    instead of starting its own on the default port."""
+    home = tmp / "temporal"
+    home.mkdir()
+    with DevServer(home, port=free_port()) as server:
+        yield server
+
+
+def everything_server(port: int, tmp: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return background("the everything server", [node(), str(EVERYTHING_SERVER), "streamableHttp"], port,
+                      tmp / "everything.log", env={**os.environ, "PORT": str(port)})
+
+
+def plain_http_proxy(port: int, upstream_url: str, tmp: Path) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return background("the plain proxy", [sys.executable, str(PLAIN_PROXY), "http", "--port", str(port),
+                                          "--upstream", upstream_url], port, tmp / "plain-http.log")
+
+
+def writ_serve(port: int, config: Path, data: Path, env: dict[str, str], logfile: Path
+               ) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return background("writ serve", [str(BIN / "writ"), "serve", "--port", str(port), "--config", str(config),
+                                     "--data-dir", str(data)], port, logfile, env=env, cwd=config.parent)
+
+
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks: processes and temp dir go
 
@@ -319,45 +388,51 @@ def main() -> None:
         tmp = Path(d)
         workspace = tmp / "workspace"
         workspace.mkdir()
-        upstream_port = writ_port = free_port()
-        while writ_port == upstream_port:
-            writ_port = free_port()
+        upstream_port, writ_port, proxy_port = free_ports(3)
         upstream_url = f"http://127.0.0.1:{upstream_port}/mcp"
         data, stdio_config, http_config, env, token = setup_writ(tmp, workspace, upstream_url)
+        env["WRIT_TEMPORAL_ADDRESS"] = stack.enter_context(temporal(tmp)).address
         try:
-            # stdio pair: the filesystem server directly, and as writ mcp's stdio upstream
-            direct = StdioServerParameters(command=node(), args=[str(FS_SERVER), str(workspace)])
+            log("stdio: the filesystem server directly, through the plain SDK proxy and through writ mcp ...")
+            fs = [node(), str(FS_SERVER), str(workspace)]
             gateway = StdioServerParameters(
                 command=str(BIN / "writ"),
                 args=["mcp", "--principal", "bench-bot", "--config", str(stdio_config), "--data-dir", str(data)],
                 env=env, cwd=str(stdio_config.parent),
             )
-            listed = str(workspace.resolve())  # what list_allowed_directories answers
-            log("stdio: the filesystem server directly and through writ mcp (policy + audit) ...")
-            sd, sg, sd_proto, sg_proto = anyio.run(
-                time_pair, Side(stdio_session(direct, tmp / "fs-direct.log"), "list_allowed_directories"),
+            stdio_sides = [
+                Side(stdio_session(StdioServerParameters(command=fs[0], args=fs[1:]), tmp / "fs-direct.log"),
+                     "list_allowed_directories"),
+                Side(stdio_session(StdioServerParameters(command=sys.executable, args=[str(PLAIN_PROXY), "stdio",
+                                                                                         "--", *fs]),
+                                   tmp / "plain-stdio.log"), "list_allowed_directories"),
                 Side(stdio_session(gateway, tmp / "writ-mcp.log"), "fs__list_allowed_directories"),
-                {}, listed, args.n, args.warmup, args.sequential)
+            ]
+            listed = str(workspace.resolve())  # what list_allowed_directories answers
+            stdio_samples, stdio_proto = anyio.run(time_sides, stdio_sides, {}, listed, args.n, args.warmup,
+                                                   args.sequential)
 
-            # HTTP pair: one everything server process, called directly and as writ serve's URL upstream
-            stack.enter_context(background(
-                "the everything server", [node(), str(EVERYTHING_SERVER), "streamableHttp"], upstream_port,
-                tmp / "everything.log", env={**os.environ, "PORT": str(upstream_port)}))
-            stack.enter_context(background(
-                "writ serve", [str(BIN / "writ"), "serve", "--port", str(writ_port), "--config", str(http_config),
-                               "--data-dir", str(data)], writ_port, tmp / "writ-serve.log",
-                env=env, cwd=http_config.parent))
-            log("http: the everything server directly and through writ serve (token, policy + audit) ...")
-            hd, hg, hd_proto, hg_proto = anyio.run(
-                time_pair, Side(http_session(upstream_url, None), "echo"),
+            # HTTP: one everything server process, called directly, behind the plain proxy and behind writ serve
+            stack.enter_context(everything_server(upstream_port, tmp))
+            stack.enter_context(plain_http_proxy(proxy_port, upstream_url, tmp))
+            stack.enter_context(writ_serve(writ_port, http_config, data, env, tmp / "writ-serve.log"))
+            log("http: the everything server directly, through the plain SDK proxy and through writ serve ...")
+            http_sides = [
+                Side(http_session(upstream_url, None), "echo"),
+                Side(http_session(f"http://127.0.0.1:{proxy_port}/mcp", None), "echo"),
                 Side(http_session(f"http://127.0.0.1:{writ_port}/mcp", token), f"{HTTP_UPSTREAM}__echo"),
-                ECHO_ARGS, "Echo: ping", args.n, args.warmup, args.sequential)
+            ]
+            http_samples, http_proto = anyio.run(time_sides, http_sides, ECHO_ARGS, "Echo: ping", args.n,
+                                                 args.warmup, args.sequential)
         except BaseException:
-            for name in ("fs-direct.log", "writ-mcp.log", "everything.log", "writ-serve.log"):
+            for name in ("fs-direct.log", "plain-stdio.log", "writ-mcp.log", "everything.log", "plain-http.log",
+                         "writ-serve.log"):
                 if text := tail(tmp / name):
                     log(f"--- {name} (last lines) ---\n{text}")
             raise
 
+    stdio = trio(*stdio_samples, **about("stdio", stdio_proto))
+    http = trio(*http_samples, **about("http", http_proto))
     print(json.dumps({
         "benchmark": "gateway_overhead",
         "python": platform.python_version(),
@@ -367,27 +442,20 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "warmup": args.warmup,
-        "order": "sequential (all direct calls, then all through Writ)" if args.sequential
-        else "interleaved (direct and through Writ alternate, one call each)",
+        "order": "sequential (all calls of one path, then the next path's)" if args.sequential
+        else "interleaved (rounds of one call per path, the order rotated each round)",
         "writ": "embedded engine; SQLite audit log (decision + result entries per call); shipped policies "
                 f"plus tools.json {HTTP_UPSTREAM}.echo = read",
-        "stdio": pair(
-            sd, sg,
-            upstream="@modelcontextprotocol/server-filesystem list_allowed_directories",
-            direct_path="SDK client -> stdio -> filesystem server",
-            writ_path="SDK client -> stdio -> writ mcp -> stdio -> filesystem server",
-            protocol={"direct": sd_proto, "through_writ": sg_proto},
-        ),
-        "http": pair(
-            hd, hg,
-            upstream='@modelcontextprotocol/server-everything (streamableHttp) echo {"message": "ping"}',
-            direct_path="SDK client -> streamable HTTP -> everything server /mcp",
-            writ_path="SDK client -> streamable HTTP (bearer token) -> writ serve /mcp -> streamable HTTP "
-                      "-> the same everything server process (URL upstream)",
-            protocol={"direct": hd_proto, "through_writ": hg_proto},
-        ),
+        "plain_proxy": "benchmarks/plain_proxy.py: the same mcp SDK, tools/list and tools/call forwarded; "
+                       "no policy, no audit, no token",
+        "stdio": stdio,
+        "http": http,
+        "goals": {
+            "stdio_p50_ratio_at_most_2": stdio["p50_ratio"] <= 2.0,
+            "stdio_no_slower_than_plain_proxy": stdio["through_writ"]["p50_us"] <= stdio["plain_proxy"]["p50_us"],
+            "http_p50_ratio_at_most_1_5": http["p50_ratio"] <= 1.5,
+        },
     }, indent=2))
-
 
 if __name__ == "__main__":
     main()
