@@ -67,6 +67,10 @@ class Limits(BaseModel):
         description="Largest upstream tool result the gateway passes to an agent, in bytes (UTF-8 of its strings).",
     )
     api_decisions_per_minute: int = Field(600, gt=0, description="POST /v1/decisions per token a minute (then 429).")
+    token_cache_s: float = Field(
+        5.0, ge=0, description="How long the HTTP gateway reuses a bearer token it looked up (0: look it up on every "
+        "request); a revoked token stops within this bound.",
+    )
     plans: PlanLimits = Field(default_factory=PlanLimits, description="Bounds on signed plans and approvals.")
 
 

@@ -4,15 +4,18 @@
     app = create_app(settings, pdp=pdp, gateway=gateway)     # mounts /mcp, runs gateway.lifespan
 
 Every request carries ``Authorization: Bearer <token>`` (``writ tokens new``): no token, an unknown
-or a revoked one is 401; an ``Origin`` that is not local (when bound to loopback) is 403. The token
-names the principal; an MCP session belongs to the principal that opened it (another token on
-that session is 403); a disabled principal's token is 403 (``principal_disabled``), at once. A
-locked principal's sessions are refused call by call (``principal_locked``, see ``sessions``). Each MCP session gets its own ``Gateway`` (its principal, its session lock,
-its bound plan); the upstream servers are started once and shared by all sessions. A session ends
-when the client deletes it or after ``gateway.session_idle_timeout_s`` without a request; either
-way it is forgotten and a ``session_ended`` audit entry written. The agent's
-token stops here: the ``Authorization`` header is removed before the MCP layer sees the request,
-and upstreams are called with the gateway's own configuration only.
+or a revoked one is 401 (a live token is looked up at most once per ``WRIT_LIMITS__TOKEN_CACHE_S``,
+so a revoked one stops within that bound); an ``Origin`` that is not local (when bound to loopback)
+is 403. The token names the principal; an MCP session belongs to the principal that opened it
+(another token on that session is 403); a disabled principal's token is 403
+(``principal_disabled``), at once: its state is read on every request. A locked principal's
+sessions are refused call by call (``principal_locked``, see ``sessions``). Each MCP session gets
+its own ``Gateway`` (its principal, its session lock, its bound plan); the upstream servers are
+started once and shared by all sessions. A session ends when the client deletes it or after
+``gateway.session_idle_timeout_s`` without a request; either way it is forgotten and a
+``session_ended`` audit entry written. The agent's token stops here: the ``Authorization`` header
+is removed before the MCP layer sees the request, and upstreams are called with the gateway's own
+configuration only.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,7 @@ from writ.engine.gateway.governance import resolve_principal
 from writ.engine.gateway.origins import LOCAL_HOSTS, bearer_token, local_origin
 from writ.engine.gateway.results import audit_or_log
 from writ.engine.gateway.server import Gateway, build_server
-from writ.engine.gateway.tokens import TokenStore
+from writ.engine.gateway.tokens import TokenCache, TokenHolder, TokenStore
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.policy.pdp import DecisionPoint
 from writ.engine.wiring.services import Services
@@ -68,7 +72,7 @@ class HttpGateway:
         self.pdp = pdp
         self.config = config
         self.stores = stores
-        self.tokens = tokens
+        self.tokens = TokenCache(tokens, ttl_s=stores.settings.limits.token_cache_s)
         self.key_file = key_file
         self.local = host in LOCAL_HOSTS
         self.upstreams = UpstreamManager(config, on_tools_changed=self._tools_changed, audit=self._audit)
@@ -119,7 +123,7 @@ class HttpGateway:
             return await _refuse(send, 401, reasons.TOKEN_MISSING,
                                  "send Authorization: Bearer <token> (writ tokens new --principal NAME)")
         try:
-            holder = await run_in_threadpool(self.tokens.holder, token)
+            holder = await self._holder(token)
         except WritError as e:
             log.error("token lookup failed: %s", e.message)
             return await _refuse(send, 503, e.code, "the token could not be checked")
@@ -149,6 +153,21 @@ class HttpGateway:
             await send(message)
 
         await self.manager.handle_request(scope, receive, send_noting_session)
+
+    async def _holder(self, token: str) -> TokenHolder | None:
+        """Who ``token`` acts for, with its principal's locked and disabled state as of now.
+
+        The token is looked up at most once per ``token_cache_s`` (``TokenCache``); when it comes from
+        the cache, the principal's state is read again (one primary-key read).
+        """
+        cached = self.tokens.cached(token)
+        if cached is None:
+            since = self.tokens.now()
+            holder = await run_in_threadpool(self.tokens.tokens.holder, token)
+            self.tokens.remember(token, holder, since)
+            return holder
+        state = self.stores.trust.principal_state(cached.principal)  # a disable stops the token at once
+        return replace(cached, locked=state.locked, disabled=state.disabled)
 
     async def _session_closed(self, key: str) -> None:
         """The session manager discarded a session (DELETE, idle timeout, or a crash)."""

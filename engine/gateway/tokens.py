@@ -5,6 +5,16 @@
     tokens.principal_of(secret)                   # "plan-bot"; None if unknown or revoked
     tokens.holder(secret)                         # TokenHolder(principal, role, token_id, ...): one query
     tokens.revoke(record.id)
+
+    cache = TokenCache(tokens, ttl_s=5.0)        # what the HTTP gateway asks on every request
+    cache.holder(secret)                          # (TokenHolder, looked up now?): at most once per ttl_s
+
+A cached token is reused for at most ``ttl_s`` seconds (``WRIT_LIMITS__TOKEN_CACHE_S``): a token
+revoked by ``writ tokens revoke`` (in any process) stops within that bound. Only live tokens are
+kept, by their sha256 and never their text; an unknown or revoked token is looked up every time.
+The principal's locked and disabled state a cached entry carries is as of its lookup: the HTTP
+gateway reads it again on every request it reuses the entry for, so a disable stops the token
+at once.
 """
 
 from __future__ import annotations
@@ -12,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -151,3 +164,56 @@ class TokenStore:
         if row.revoked_at is not None or not hmac.compare_digest(row.token_sha256, wanted):
             return None
         return TokenHolder(row.principal, role, row.id, locked_at is not None, disabled_at is not None)
+
+
+class TokenCache:
+    """Live tokens as ``TokenStore.holder`` found them, reused for ``ttl_s`` seconds (0: never reused).
+
+        cache = TokenCache(TokenStore(db), ttl_s=settings.limits.token_cache_s)
+        holder = cache.cached(secret)           # None: not cached (or expired), look it up:
+        since = cache.now()
+        cache.remember(secret, cache.tokens.holder(secret), since)
+        cache.holder(secret)                    # the same in one call: (TokenHolder | None, looked up now?)
+
+    A cached holder's ``locked`` and ``disabled`` are as of its lookup: the caller reads them
+    again. At most ``max_entries`` tokens are kept (the oldest lookup goes first), keyed on the
+    tokens' sha256. One thread uses it (the HTTP gateway's event loop).
+    """
+
+    def __init__(self, tokens: TokenStore, *, ttl_s: float, max_entries: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tokens = tokens
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.now = clock
+        self._entries: OrderedDict[str, tuple[float, TokenHolder]] = OrderedDict()
+
+    def cached(self, token: str) -> TokenHolder | None:
+        """The holder of ``token`` if it was looked up less than ``ttl_s`` seconds ago and was live then."""
+        found = self._entries.get(token_digest(token))
+        if found is None or self.now() - found[0] >= self.ttl_s:
+            return None
+        return found[1]
+
+    def remember(self, token: str, holder: TokenHolder | None, since: float) -> None:
+        """Keep what a lookup that started at ``since`` (``now()``) found; an unknown or revoked token is not kept."""
+        key = token_digest(token)
+        self._entries.pop(key, None)
+        if holder is None or self.ttl_s <= 0:
+            return
+        self._entries[key] = (since, holder)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def holder(self, token: str) -> tuple[TokenHolder | None, bool]:
+        """Who ``token`` acts for, and whether that was looked up now (True) or reused (False).
+
+        ``StoreError`` when a lookup is needed and the database cannot answer.
+        """
+        found = self.cached(token)
+        if found is not None:
+            return found, False
+        since = self.now()
+        holder = self.tokens.holder(token)
+        self.remember(token, holder, since)
+        return holder, True
