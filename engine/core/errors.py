@@ -156,3 +156,11 @@ class NotificationError(WritError):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class BundleError(VerificationError):
+    """An attestation bundle failed one offline check; ``check`` names which, in an auditor's words."""
+
+    def __init__(self, check: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"{check}: {message}", code=code)
+        self.check = check

@@ -1,0 +1,96 @@
+"""Build one plan's attestation bundle from the stores (ADR 0020).
+
+    raw = build_bundle(plans, store, checkpointer, instance_key, plan_id, requirement)
+    Path("plan.bundle.json").write_bytes(raw)
+
+Parts: the plan envelope, every approval and rejection envelope as received, the approval
+requirement the policy gave (a Statement), the execution records (a Statement), the plan's
+audit entries with inclusion proofs (a Statement) against the signed checkpoint, and the
+checkpoint itself. The manifest is signed by the instance key.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlmodel import col, select
+
+from writ.attestations.bundle_format import (
+    AUDIT_PART,
+    AUDIT_PREDICATE,
+    CHECKPOINT_PART,
+    EXECUTION_PART,
+    EXECUTION_PREDICATE,
+    MANIFEST_PAYLOAD_TYPE,
+    PLAN_PART,
+    REQUIREMENT_PART,
+    REQUIREMENT_PREDICATE,
+    approval_part,
+    bundle_document,
+    manifest_payload,
+    statement,
+)
+from writ.attestations.chain import parse_payload
+from writ.attestations.checkpoints import Checkpointer
+from writ.attestations.tree import AuditTree
+from writ.engine.core.db import Database
+from writ.engine.core.tables import AuditLogRow
+from writ.engine.core.timeutil import iso, utc_now
+from writ.plans import dsse
+from writ.plans.approval_result import ApprovalRequirement
+from writ.plans.keys import PrivateKey
+from writ.plans.store import PlanStore
+
+__all__ = ["build_bundle"]
+
+
+def _execution(plans: PlanStore, plan_id: str) -> dict[str, Any]:
+    record = plans.get(plan_id)
+    steps = [{
+        "step_index": c.step_index, "executor": c.executor, "claimed_at": iso(c.claimed_at),
+        "args_digest": c.args_digest, "result_digest": c.result_digest, "outcome": c.outcome,
+        "finished_at": iso(c.finished_at) if c.finished_at else None, "attempt": c.attempt,
+    } for c in plans.claims(plan_id)]
+    return {"state": record.state.value, "executor": record.executor, "steps": steps}
+
+
+def _plan_entries(store: Database, plan_id: str, size: int) -> list[AuditLogRow]:
+    """The audit entries within the checkpointed tree whose payload names the plan."""
+    with store.session() as session:
+        rows = session.exec(select(AuditLogRow).where(col(AuditLogRow.seq) <= size)
+                            .where(col(AuditLogRow.payload).contains(plan_id)).order_by(col(AuditLogRow.seq)))
+        return [r for r in rows if parse_payload(r.payload).get("plan_id") == plan_id]
+
+
+def _audit(store: Database, plan_id: str, size: int) -> dict[str, Any]:
+    tree = AuditTree(store)
+    entries = [{
+        "seq": r.seq, "created_at": r.created_at, "kind": r.kind, "payload": parse_payload(r.payload),
+        "prev_hash": r.prev_hash, "entry_hash": r.entry_hash,
+        "proof": [base64.b64encode(h).decode() for h in tree.inclusion_proof(r.seq, size)],
+    } for r in _plan_entries(store, plan_id, size)]
+    return {"tree_size": size, "entries": entries}
+
+
+def build_bundle(
+    plans: PlanStore,
+    store: Database,
+    checkpointer: Checkpointer,
+    instance_key: PrivateKey,
+    plan_id: str,
+    requirement: ApprovalRequirement,
+) -> bytes:
+    """The bundle of ``plan_id`` as it stands now, its audit entries proven against a fresh checkpoint."""
+    record = plans.get(plan_id)
+    checkpoint = checkpointer.checkpoint()
+    size = checkpoint.checkpoint.size
+    parts: dict[str, bytes] = {PLAN_PART: record.envelope, CHECKPOINT_PART: checkpoint.note.encode()}
+    for a in plans.approvals(plan_id):
+        parts[approval_part(a.seq)] = a.envelope
+    parts[REQUIREMENT_PART] = statement(plan_id, REQUIREMENT_PREDICATE, requirement.model_dump(mode="json"))
+    parts[EXECUTION_PART] = statement(plan_id, EXECUTION_PREDICATE, _execution(plans, plan_id))
+    parts[AUDIT_PART] = statement(plan_id, AUDIT_PREDICATE, _audit(store, plan_id, size))
+    manifest = dsse.sign(
+        dsse.Envelope.create(MANIFEST_PAYLOAD_TYPE, manifest_payload(plan_id, iso(utc_now()), parts)), instance_key)
+    return bundle_document(parts, manifest)

@@ -1,0 +1,216 @@
+"""Verify an attestation bundle offline: no database, no network, nothing above ``writ.attestations``.
+
+    report = verify_bundle(Path("plan.bundle.json").read_bytes(), trust_root_bytes)
+    print(report.summary())          # or BundleError: "approvals: ..." naming the first failed check
+
+Checks, in order: the manifest signed by the instance key of the trust root; every part's
+sha256 as the manifest lists it, no part missing or extra; the plan signed by a planner key of
+its own planner valid when it was made; the approvals meeting the recorded requirement (the
+requirement is the one the policy gave at export, read from the bundle, NOT re-evaluated);
+every executed step one of the plan's steps, with the approved arguments, run once; the
+checkpoint signed by the instance key; every audit entry intact, about this plan and included
+in the checkpoint's tree; an audit entry for every submission, approval, claim, result and end
+the other parts state; a plan presented as completed had every step succeed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from writ.attestations.bundle_format import (
+    AUDIT_PART,
+    CHECKPOINT_PART,
+    EXECUTION_PART,
+    IN_TOTO_STATEMENT,
+    MANIFEST_PAYLOAD_TYPE,
+    MANIFEST_TYPE,
+    PLAN_PART,
+    REQUIREMENT_PART,
+    split_bundle,
+)
+from writ.attestations.chain import compute_entry_hash
+from writ.attestations.merkle import verify_inclusion
+from writ.attestations.notes import Checkpoint, open_checkpoint
+from writ.attestations.tree import entry_leaf
+from writ.engine.core.errors import BundleError, WritError
+from writ.engine.core.timeutil import parse_iso
+from writ.plans import dsse
+from writ.plans.approval_result import ApprovalRequirement
+from writ.plans.canonical import digest, parse_strict, sha256_digest
+from writ.plans.keys import PublicKey
+from writ.plans.models import Plan
+from writ.plans.trust import TrustSet
+from writ.plans.trust_store import load_trust_root
+from writ.plans.verify import require_approved, verify_plan_envelope
+
+__all__ = ["BundleReport", "verify_bundle"]
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What a bundle proved: the plan, its approvers, the steps run and the entries in the checkpoint."""
+
+    plan_id: str
+    planner: str
+    approvers: tuple[str, ...]
+    steps_run: int
+    state: str
+    entries: int
+    checkpoint_size: int
+
+    def summary(self) -> str:
+        return (f"bundle OK: plan {self.plan_id} by {self.planner}, approved by {', '.join(self.approvers)}; "
+                f"{self.steps_run} step(s) run, state {self.state}; {self.entries} audit entries included "
+                f"in the signed checkpoint of {self.checkpoint_size} entries")
+
+
+def _instance_key(trust_root: bytes) -> tuple[TrustSet, PublicKey, str]:
+    trust = load_trust_root(trust_root)
+    doc = parse_strict(trust_root)
+    inst = doc.get("instance_key") if isinstance(doc, dict) else None
+    if not isinstance(inst, dict) or not isinstance(inst.get("public_key"), str):
+        raise BundleError("trust root", "it holds no instance_key: export it again with `writ trust export`")
+    return trust, PublicKey.from_base64(inst["public_key"]), str(inst.get("checkpoint_origin", ""))
+
+
+def _manifest(parts: dict[str, bytes], env: dsse.Envelope, key: PublicKey) -> dict[str, Any]:
+    try:
+        dsse.verify(env, {key.key_id: key}, 1, payload_type=MANIFEST_PAYLOAD_TYPE)
+    except WritError as e:
+        raise BundleError("manifest signature", f"not signed by this Writ instance's key: {e.message}") from None
+    manifest = parse_strict(env.payload)
+    if not isinstance(manifest, dict) or manifest.get("_type") != MANIFEST_TYPE:
+        raise BundleError("manifest", f"expected _type {MANIFEST_TYPE!r}")
+    listed = manifest.get("parts")
+    if not isinstance(listed, dict) or set(listed) != set(parts):
+        extra, missing = set(parts) - set(listed or {}), set(listed or {}) - set(parts)
+        raise BundleError("manifest digests", f"parts not listed: {sorted(extra)}, listed but absent: {sorted(missing)}")
+    for name, data in sorted(parts.items()):
+        if sha256_digest(data) != listed[name]:
+            raise BundleError("manifest digests", f"part {name} hashes to {sha256_digest(data)}, "
+                              f"the manifest says {listed[name]}")
+    return manifest
+
+
+def _statement(parts: dict[str, bytes], name: str, plan_id: str) -> dict[str, Any]:
+    doc = parse_strict(parts[name])
+    subject = [{"name": plan_id, "digest": {"sha256": plan_id.removeprefix("sha256:")}}]
+    if not isinstance(doc, dict) or doc.get("_type") != IN_TOTO_STATEMENT or doc.get("subject") != subject:
+        raise BundleError("statement subject", f"part {name} is not a statement about plan {plan_id}")
+    predicate = doc.get("predicate")
+    if not isinstance(predicate, dict):
+        raise BundleError("statement subject", f"part {name} has no predicate")
+    return predicate
+
+
+def _plan(parts: dict[str, bytes], trust: TrustSet, plan_id: str) -> Plan:
+    try:
+        unverified = Plan.from_payload(dsse.Envelope.from_json(parts[PLAN_PART]).payload)
+        plan = verify_plan_envelope(parts[PLAN_PART], trust, now=unverified.created_at)
+    except WritError as e:
+        raise BundleError("plan signature", e.message) from None
+    if plan.id != plan_id:
+        raise BundleError("plan signature", f"the signed plan is {plan.id}, the manifest is about {plan_id}")
+    return plan
+
+
+def _steps(plan: Plan, execution: dict[str, Any]) -> list[dict[str, Any]]:
+    steps = execution.get("steps")
+    if not isinstance(steps, list):
+        raise BundleError("executed steps", "the execution record has no list of steps")
+    seen: set[int] = set()
+    for s in steps:
+        i = s.get("step_index")
+        if not isinstance(i, int) or not 0 <= i < len(plan.steps):
+            raise BundleError("executed steps", f"step {i} ran but the approved plan has {len(plan.steps)} steps")
+        if i in seen or s.get("attempt") != 1:
+            raise BundleError("executed steps", f"step {i} ran more than once")
+        seen.add(i)
+        approved = plan.steps[i].args
+        if not plan.steps[i].constraints and s.get("args_digest") != digest(approved):
+            raise BundleError("executed steps", f"step {i} ran with arguments {s.get('args_digest')}, "
+                              f"the approved arguments are {digest(approved)}")
+    return steps
+
+
+def _logged(entries: list[dict[str, Any]], kind: str, **fields: Any) -> bool:
+    return any(e["kind"] == kind and all(e["payload"].get(k) == v for k, v in fields.items()) for e in entries)
+
+
+def _audit_matches(entries: list[dict[str, Any]], plan: Plan, execution: dict[str, Any],
+                   approvers: tuple[str, ...]) -> None:
+    """Every fact the other parts state has its entry in the log: an entry removed from the log shows here."""
+    wanted: list[tuple[str, str, dict[str, Any]]] = [("the plan's submission", "plan_event", {"event": "submit"})]
+    wanted += [(f"{who}'s approval", "approval", {"approver": who, "decision": "approve"}) for who in approvers]
+    for s in execution["steps"]:
+        i = s["step_index"]
+        wanted.append((f"step {i}'s claim", "step_claim",
+                       {"step_index": i, "args_digest": s["args_digest"], "claimed": True}))
+        if s.get("outcome") is not None:
+            wanted.append((f"step {i}'s result", "step_result", {"step_index": i, "outcome": s["outcome"]}))
+    state = execution.get("state")
+    if state in ("completed", "failed", "aborted"):
+        wanted.append((f"the plan's end ({state})", "plan_event", {"to": state}))
+    for what, kind, fields in wanted:
+        if not _logged(entries, kind, **fields):
+            raise BundleError("audit completeness", f"{what} has no entry in the audit log")
+    if state == "completed":
+        ran = {s["step_index"] for s in execution["steps"] if s.get("outcome") == "succeeded"}
+        if ran != set(range(len(plan.steps))):
+            raise BundleError("plan outcome", f"the plan is presented as completed but only steps {sorted(ran)} "
+                              f"of {len(plan.steps)} succeeded")
+
+
+def _entries(audit: dict[str, Any], plan_id: str, checkpoint: Checkpoint) -> int:
+    if audit.get("tree_size") != checkpoint.size:
+        raise BundleError("audit inclusion", f"proofs are for a tree of {audit.get('tree_size')} entries, "
+                          f"the checkpoint signs {checkpoint.size}")
+    entries = audit.get("entries") or []
+    for e in entries:
+        seq = e["seq"]
+        if e["payload"].get("plan_id") != plan_id:
+            raise BundleError("audit inclusion", f"audit entry {seq} is about another plan")
+        got = compute_entry_hash(seq, e["created_at"], e["kind"], e["payload"], e["prev_hash"])
+        if got != e["entry_hash"]:
+            raise BundleError("audit inclusion", f"audit entry {seq} was changed: it hashes to {got}")
+        try:
+            proof = [base64.b64decode(h, validate=True) for h in e["proof"]]
+            verify_inclusion(seq - 1, checkpoint.size, entry_leaf(got), proof, checkpoint.root)
+        except (WritError, binascii.Error, ValueError) as err:
+            raise BundleError("audit inclusion", f"audit entry {seq} is not in the signed checkpoint: {err}") from None
+    return len(entries)
+
+
+def verify_bundle(raw: bytes, trust_root: bytes, *, checkpoint_note: str | None = None) -> BundleReport:
+    """Every check of the module docstring; ``BundleError`` naming the first that fails."""
+    trust, instance, origin = _instance_key(trust_root)
+    parts, envelope = split_bundle(raw)
+    manifest = _manifest(parts, envelope, instance)
+    plan_id = str(manifest.get("plan_id"))
+    for needed in (PLAN_PART, REQUIREMENT_PART, EXECUTION_PART, AUDIT_PART, CHECKPOINT_PART):
+        if needed not in parts:
+            raise BundleError("manifest", f"the bundle has no {needed}")
+    plan = _plan(parts, trust, plan_id)
+    requirement = ApprovalRequirement.model_validate(_statement(parts, REQUIREMENT_PART, plan_id))
+    execution = _statement(parts, EXECUTION_PART, plan_id)
+    steps = _steps(plan, execution)
+    began = min((parse_iso(s["claimed_at"]) for s in steps), default=plan.created_at)
+    approvals = [data for name, data in sorted(parts.items()) if name.startswith("approvals/")]
+    try:
+        result = require_approved(plan, approvals, trust, now=began, requirement=requirement)
+    except WritError as e:
+        raise BundleError("approvals", e.message) from None
+    try:
+        checkpoint = open_checkpoint(checkpoint_note or parts[CHECKPOINT_PART].decode(), instance,
+                                     origin=origin or None)
+    except WritError as e:
+        raise BundleError("checkpoint signature", f"not signed by this Writ instance's key: {e.message}") from None
+    audit = _statement(parts, AUDIT_PART, plan_id)
+    entries = _entries(audit, plan_id, checkpoint)
+    approvers = tuple(a.principal for a in result.approvals)
+    _audit_matches(audit["entries"], plan, execution, approvers)
+    return BundleReport(plan.id, plan.planner, approvers, len(steps), str(execution.get("state")), entries,
+                        checkpoint.size)
