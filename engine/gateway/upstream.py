@@ -46,6 +46,7 @@ from writ.engine.core.errors import WritError
 from writ.engine.gateway.config import SEPARATOR, GatewayConfig, GatewayOptions, UpstreamConfig
 from writ.engine.gateway.listing import UpstreamTool, all_pages, exposable
 from writ.engine.gateway.routing import Relay, Router, SamplingResult
+from writ.engine.gateway.streams import WatchedStream
 
 # Logging, resources/subscribe and the like are deprecated as of protocol 2026-07-28, but the
 # gateway serves (and talks to upstreams on) the 2025-11-25 handshake, where they are current.
@@ -245,28 +246,15 @@ class Upstream:
     async def _connect(self) -> AsyncIterator[tuple[ClientSession, anyio.Event]]:
         """A ready session, and an event set when the upstream's side of the connection ends."""
         closed = anyio.Event()
-        async with self._transport() as (read, write):
-            relay_send, relay_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-
-            async def relay() -> None:  # passes messages through; its end is how we learn the upstream died
-                try:
-                    async with relay_send:
-                        async for message in read:
-                            await relay_send.send(message)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass
-                finally:
-                    closed.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(relay)
-                async with ClientSession(relay_receive, write, message_handler=self._on_message,
-                                         sampling_callback=self._on_sampling, elicitation_callback=self._on_elicitation,
-                                         logging_callback=self._on_log) as session:
-                    with anyio.fail_after(self.start_timeout_s):
-                        await session.initialize()
-                    yield session, closed
-                tg.cancel_scope.cancel()
+        async with (
+            self._transport() as (read, write),
+            ClientSession(WatchedStream(read, closed), write, message_handler=self._on_message,
+                          sampling_callback=self._on_sampling, elicitation_callback=self._on_elicitation,
+                          logging_callback=self._on_log) as session,
+        ):
+            with anyio.fail_after(self.start_timeout_s):
+                await session.initialize()
+            yield session, closed
 
     def _transport(self) -> AbstractAsyncContextManager[Streams]:
         if self.config.url is not None:

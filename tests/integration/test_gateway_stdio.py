@@ -3,8 +3,11 @@ filesystem server, with the shipped policies, the embedded engine and a real aud
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from support.gateway import (
     reason_codes,
     register,
     require_upstreams,
+    temporal_environment,
     text_of,
     toml_list,
     toml_str,
@@ -116,6 +120,49 @@ def test_planner_reads_a_file(planner: GatewayClient, env: Env) -> None:
     result = planner.call("fs__read_text_file", {"path": str(env.files / "notes.txt")})
     assert not result.is_error, text_of(result)
     assert "read me" in text_of(result)
+
+
+def test_stdin_pieces_crlf_and_batched_lines_are_read_as_whole_messages(env: Env) -> None:
+    """`writ mcp` reads its stdin on the event loop: however the pipe cuts what a client writes (a message in two
+    writes split inside a UTF-8 character, two messages in one write, CRLF line ends), each message arrives
+    whole and is answered once; at EOF the gateway exits 0."""
+    accented = env.files / "café.txt"
+    accented.write_text("crème\n")
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "pieces", "version": "0"}}}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "fs__read_text_file", "arguments": {"path": str(accented)}}}
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+    call_bytes = json.dumps(call, ensure_ascii=False).encode()
+    cut = call_bytes.index("é".encode()) + 1  # inside the two bytes of é
+    with env.stderr.open("ab") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "writ.engine.cli.gateway", "--principal", "plan-bot", "--config", str(env.config),
+             "--data-dir", str(env.data_dir)], cwd=env.config.parent, env=temporal_environment(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(json.dumps(init).encode() + b"\r\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        proc.stdin.write(json.dumps(initialized).encode() + b"\n" + call_bytes[:cut])
+        proc.stdin.flush()
+        time.sleep(0.2)  # lets the gateway read the first piece on its own
+        proc.stdin.write(call_bytes[cut:] + b"\r\n" + json.dumps(ping).encode() + b"\n")
+        proc.stdin.flush()
+        answers = sorted((json.loads(proc.stdout.readline()) for _ in range(2)), key=lambda a: a["id"])
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [a["id"] for a in answers] == [2, 3]
+    result = answers[0]["result"]
+    assert not result.get("isError") and "crème" in result["content"][0]["text"], result
+    assert answers[1]["result"] == {}
+    assert proc.stdout.read() == b""  # nothing else was written: one answer per request
 
 
 def test_unknown_tool_is_a_protocol_error_not_a_tool_result(planner: GatewayClient) -> None:
