@@ -184,8 +184,30 @@ def _entries(audit: dict[str, Any], plan_id: str, checkpoint: Checkpoint) -> int
     return len(entries)
 
 
-def verify_bundle(raw: bytes, trust_root: bytes, *, checkpoint_note: str | None = None) -> BundleReport:
-    """Every check of the module docstring; ``BundleError`` naming the first that fails."""
+def _checkpoint(note: str, instance: PublicKey, origin: str, what: str) -> Checkpoint:
+    try:
+        return open_checkpoint(note, instance, origin=origin or None)
+    except WritError as e:
+        raise BundleError("checkpoint signature", f"{what} is not signed by this Writ instance's key: "
+                          f"{e.message}") from None
+
+
+def _same_tree(bundle: Checkpoint, held: Checkpoint) -> None:
+    """The held checkpoint against the bundle's: same size, same root (no consistency proof is carried yet)."""
+    if held.size != bundle.size:
+        raise BundleError("held checkpoint", f"the checkpoint you hold is of {held.size} entries, the bundle's of "
+                          f"{bundle.size}: the bundle carries no consistency proof between them; check the "
+                          "log itself with `writ audit verify --checkpoint FILE`")
+    if held.root != bundle.root:
+        raise BundleError("held checkpoint", f"the log was rewritten: the tree of {held.size} entries you hold "
+                          f"has root {held.root.hex()}, the bundle's {bundle.root.hex()}")
+
+
+def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None) -> BundleReport:
+    """Every check of the module docstring; ``BundleError`` naming the first that fails.
+
+    ``held_note``: a checkpoint the auditor kept apart; it must be of the same tree as the bundle's.
+    """
     trust, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
     manifest = _manifest(parts, envelope, instance)
@@ -203,11 +225,9 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, checkpoint_note: str | None 
         result = require_approved(plan, approvals, trust, now=began, requirement=requirement)
     except WritError as e:
         raise BundleError("approvals", e.message) from None
-    try:
-        checkpoint = open_checkpoint(checkpoint_note or parts[CHECKPOINT_PART].decode(), instance,
-                                     origin=origin or None)
-    except WritError as e:
-        raise BundleError("checkpoint signature", f"not signed by this Writ instance's key: {e.message}") from None
+    checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
+    if held_note is not None:
+        _same_tree(checkpoint, _checkpoint(held_note, instance, origin, "the checkpoint you hold"))
     audit = _statement(parts, AUDIT_PART, plan_id)
     entries = _entries(audit, plan_id, checkpoint)
     approvers = tuple(a.principal for a in result.approvals)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "tokens": "writ.engine.cli.tokens:tokens",
     "mcp": "writ.engine.cli.gateway:mcp",
     "audit": "writ.engine.cli.audit:audit",
+    "attest": "writ.engine.cli.attest:attest",
     "demo": "writ.engine.cli.demo:demo",
     "principals": "writ.engine.cli.principals:principals",
     "approvers": "writ.engine.cli.approvers:approvers",

@@ -30,7 +30,7 @@ from writ.attestations.bundle_format import (
     split_bundle,
 )
 from writ.attestations.checkpoints import Checkpointer, default_origin
-from writ.attestations.notes import note_key_id, open_checkpoint, sign_checkpoint
+from writ.attestations.notes import Checkpoint, note_key_id, open_checkpoint, sign_checkpoint
 from writ.engine.core.db import Database
 from writ.engine.core.errors import BundleError
 from writ.engine.policy.embedded import EmbeddedEngine
@@ -203,7 +203,7 @@ def test_checkpoint_signed_by_another_key(honest: Honest) -> None:
     held = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
     note = sign_checkpoint(held, PrivateKey.generate()).encode()  # same origin, size and root; another key
     raw = honest.resigned(lambda parts: parts.__setitem__(CHECKPOINT_PART, note))
-    refused(honest, raw, "checkpoint signature", "not signed by this Writ instance's key")
+    refused(honest, raw, "checkpoint signature", "the bundle's checkpoint is not signed by this Writ instance's key")
 
 
 def test_manifest_signed_by_another_key(honest: Honest) -> None:
@@ -223,3 +223,55 @@ def test_part_swapped_from_another_plans_bundle(honest: Honest) -> None:
     raw = honest.resigned(lambda parts: parts.__setitem__(EXECUTION_PART, other_parts[EXECUTION_PART]))
     refused(honest, raw, "statement subject", "is not a statement about plan")
 
+
+
+# -- the CLI, as an operator exports and an auditor verifies ---------------------------------------
+
+
+def writ_cli(home: Path, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from writ.engine.cli.main import main
+
+    return CliRunner().invoke(main, [*args, "--data-dir", str(home)])
+
+
+def test_cli_export_then_verify_offline_and_a_changed_byte_is_named(tmp_path: Path, engine: EmbeddedEngine) -> None:
+    from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import open_services
+
+    home = tmp_path / "home"
+    assert writ_cli(home, "init").exit_code == 0
+    with open_services(Settings(home=home)) as w:
+        world = make_world(w.store, engine)
+        plan = world.executing()
+        for i in range(2):
+            world.claim(plan, i)
+            world.plans.record_result(plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
+        world.plans.finish(plan.id, "completed", now=NOW)
+    bundle, root = tmp_path / "plan.bundle.json", tmp_path / "root.json"
+    exported = writ_cli(home, "attest", "export", plan.id.removeprefix("sha256:")[:12], "-o", str(bundle))
+    assert exported.exit_code == 0 and f"plan {plan.id}" in exported.output, exported.output
+    assert writ_cli(home, "trust", "export", "-o", str(root)).exit_code == 0
+
+    shutil_home = tmp_path / "elsewhere"  # the auditor's side: no data directory of the instance
+    ok = writ_cli(shutil_home, "attest", "verify", str(bundle), "--trust", str(root))
+    assert ok.exit_code == 0 and ok.output.startswith("bundle OK: plan " + plan.id), ok.output
+    assert "approved by alice, bob; 2 step(s) run, state completed" in ok.output
+
+    doc = json.loads(bundle.read_bytes())
+    doc["parts"][EXECUTION_PART] = base64.b64encode(base64.b64decode(doc["parts"][EXECUTION_PART]) + b" ").decode()
+    bundle.write_text(json.dumps(doc))
+    bad = writ_cli(shutil_home, "attest", "verify", str(bundle), "--trust", str(root))
+    assert bad.exit_code == 1 and f"manifest digests: part {EXECUTION_PART} hashes to" in bad.output, bad.output
+
+
+def test_held_checkpoint_of_a_rewritten_log(honest: Honest) -> None:
+    from writ.attestations.verify_bundle import verify_bundle
+
+    held = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
+    assert verify_bundle(honest.raw, honest.trust_root, held_note=sign_checkpoint(held, honest.instance)).entries
+    other = Checkpoint(held.origin, held.size, bytes(32))  # what the auditor kept, before the operator rewrote
+    with pytest.raises(BundleError, match="the log was rewritten: the tree of") as caught:
+        verify_bundle(honest.raw, honest.trust_root, held_note=sign_checkpoint(other, honest.instance))
+    assert caught.value.check == "held checkpoint"

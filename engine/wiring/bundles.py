@@ -1,0 +1,27 @@
+"""Export a plan's attestation bundle from a data directory's stores (ADR 0020).
+
+    with open_services(settings) as w:
+        raw = export_bundle(w, plan_id)          # the bytes `writ attest export` writes
+
+The approval requirement is asked of the policy now (``writ.approval.requirement``) and carried
+in the bundle; the instance key (``writ init``) signs the manifest and a fresh checkpoint.
+"""
+
+from __future__ import annotations
+
+from writ.attestations.bundle import build_bundle
+from writ.attestations.checkpoints import Checkpointer
+from writ.attestations.instance_key import load_instance_key
+from writ.engine.wiring.services import Services
+from writ.plans.assessment import requirement_for
+
+__all__ = ["export_bundle"]
+
+
+def export_bundle(w: Services, plan_id: str) -> bytes:
+    """The bundle of ``plan_id`` (a full id) as its stores hold it now."""
+    record = w.plans.get(plan_id)
+    plan = record.unverified_plan(w.plans.limits)  # for the policy's input only: the verifier checks the signature
+    requirement = requirement_for(w.policy, plan, plan.created_at)  # what it needed when it was made
+    checkpointer = Checkpointer.from_settings(w.settings, w.store)
+    return build_bundle(w.plans, w.store, checkpointer, load_instance_key(w.settings.home), plan_id, requirement)
