@@ -9,13 +9,20 @@ in the bundle; the instance key (``writ init``) signs the manifest and a fresh c
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Final
+
 from writ.attestations.bundle import build_bundle
 from writ.attestations.checkpoints import Checkpointer
 from writ.attestations.instance_key import load_instance_key
 from writ.engine.wiring.services import Services
 from writ.plans.assessment import requirement_for
+from writ.plans.canonical import sha256_digest
 
-__all__ = ["export_bundle"]
+__all__ = ["bundle_path", "export_bundle", "save_bundle"]
+
+BUNDLES_DIR: Final = "bundles"
 
 
 def export_bundle(w: Services, plan_id: str) -> bytes:
@@ -25,3 +32,19 @@ def export_bundle(w: Services, plan_id: str) -> bytes:
     requirement = requirement_for(w.policy, plan, plan.created_at)  # what it needed when it was made
     checkpointer = Checkpointer.from_settings(w.settings, w.store)
     return build_bundle(w.plans, w.store, checkpointer, load_instance_key(w.settings.home), plan_id, requirement)
+
+
+def bundle_path(home: Path, plan_id: str) -> Path:
+    """Where the workflow keeps a plan's bundle: ``<data dir>/bundles/<plan hex>.json``."""
+    return home / BUNDLES_DIR / f"{plan_id.removeprefix('sha256:')}.json"
+
+
+def save_bundle(w: Services, plan_id: str) -> tuple[Path, str]:
+    """Export ``plan_id``'s bundle to ``bundle_path`` (replacing an earlier one); (the path, its sha256)."""
+    raw = export_bundle(w, plan_id)
+    path = bundle_path(w.settings.home, plan_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(raw)
+    os.replace(partial, path)  # a reader sees the old bundle or the new one, never half of one
+    return path, sha256_digest(raw)

@@ -8,6 +8,7 @@ shipped policy asks two approvals including a code owner (alice or bob) for an f
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,20 @@ def test_execution_end_is_recorded_from_the_store_then_export(world: World) -> N
             return await client.outcome(record.id)
 
     outcome = run(scenario())
-    assert (outcome.state, outcome.export) == ("aborted", "pending")
-    events = [e["event"] for e in world.audit("workflow")]
-    assert events[-3:] == ["execution_ended", "export_pending", "ended"]
+    assert (outcome.state, outcome.export) == ("aborted", "exported")
+    entries = world.audit("workflow")
+    assert [e["event"] for e in entries][-3:] == ["execution_ended", "exported", "ended"]
+    # the bundle is on disk, its digest in the log, and it verifies offline as the aborted plan it is
+    from writ.attestations.checkpoints import instance_key_export
+    from writ.attestations.verify_bundle import verify_bundle
+    from writ.plans.canonical import sha256_digest
+
+    exported = next(e for e in entries if e["event"] == "exported")
+    raw = (world.settings.home / "bundles" / exported["bundle"]).read_bytes()
+    assert exported["bundle_sha256"] == sha256_digest(raw)
+    root = {**world.services.trust.export_trust_root(), "instance_key": instance_key_export(world.settings)}
+    report = verify_bundle(raw, json.dumps(root).encode())
+    assert (report.plan_id, report.state, report.approvers) == (record.id, "aborted", ("alice", "bob"))
 
 
 def test_no_temporal_means_workflow_unavailable(tmp_path: Path) -> None:

@@ -166,10 +166,23 @@ class ApprovalActivities:
 
     @activity.defn(name="export_bundle")
     def export_bundle(self, plan_id: str) -> str:
-        """When execution ended: the attestation bundle export (not built yet: recorded as pending)."""
-        self._append({"plan_id": plan_id, "event": "export_pending",
-                      "reason": "attestation bundle export is not built yet; the plan's evidence is in the audit log"})
-        return "pending"
+        """When execution ended: the plan's attestation bundle under ``<data dir>/bundles/``, its digest logged.
+
+        Returns ``exported`` or ``failed``. A bundle that cannot be made (no instance key, a plan
+        that no longer reads) is logged as ``export_failed`` with the reason, not retried; a
+        database that is away is retried.
+        """
+        from writ.engine.wiring.bundles import save_bundle
+
+        try:
+            path, digest = save_bundle(self._w, plan_id)
+        except WritError as e:
+            if e.code in (reasons.STORE_UNAVAILABLE, reasons.AUDIT_UNAVAILABLE):
+                raise
+            self._append({"plan_id": plan_id, "event": "export_failed", "code": e.code, "reason": e.message})
+            return "failed"
+        self._append({"plan_id": plan_id, "event": "exported", "bundle": path.name, "bundle_sha256": digest})
+        return "exported"
 
     @activity.defn(name="record_event")
     def record_event(self, event: WorkflowEvent) -> None:
