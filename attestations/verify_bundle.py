@@ -3,6 +3,8 @@
     report = verify_bundle(Path("plan.bundle.json").read_bytes(), trust_root_bytes)
     print(report.summary())          # or BundleError: "approvals: ..." naming the first failed check
 
+    $ python -m writ.attestations.verify_bundle plan.bundle.json trust-root.json   # the same, standalone
+
 Checks, in order: the manifest signed by the instance key of the trust root; every part's
 sha256 as the manifest lists it, no part missing or extra; the plan signed by a planner key of
 its own planner valid when it was made; the approvals meeting the recorded requirement (the
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from writ.attestations.bundle_format import (
@@ -208,6 +212,33 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None
 
     ``held_note``: a checkpoint the auditor kept apart; it must be of the same tree as the bundle's.
     """
+    try:
+        return _verify(raw, trust_root, held_note)
+    except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
+        # a part of the wrong shape (signed by the instance key, so made by whoever holds it)
+        raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m writ.attestations.verify_bundle BUNDLE TRUST_ROOT [CHECKPOINT]``: 0 and the report, or 1."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 3):
+        print("usage: python -m writ.attestations.verify_bundle BUNDLE TRUST_ROOT [CHECKPOINT]", file=sys.stderr)
+        return 2
+    try:
+        held = Path(args[2]).read_text(errors="replace") if len(args) == 3 else None
+        report = verify_bundle(Path(args[0]).read_bytes(), Path(args[1]).read_bytes(), held_note=held)
+    except OSError as e:
+        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except WritError as e:
+        print(f"bundle REFUSED: {e.message}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _verify(raw: bytes, trust_root: bytes, held_note: str | None) -> BundleReport:
     trust, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
     manifest = _manifest(parts, envelope, instance)
@@ -234,3 +265,7 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None
     _audit_matches(audit["entries"], plan, execution, approvers)
     return BundleReport(plan.id, plan.planner, approvers, len(steps), str(execution.get("state")), entries,
                         checkpoint.size)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

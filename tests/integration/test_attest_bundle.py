@@ -275,3 +275,26 @@ def test_held_checkpoint_of_a_rewritten_log(honest: Honest) -> None:
     with pytest.raises(BundleError, match="the log was rewritten: the tree of") as caught:
         verify_bundle(honest.raw, honest.trust_root, held_note=sign_checkpoint(other, honest.instance))
     assert caught.value.check == "held checkpoint"
+
+
+def test_standalone_verifier_imports_only_attestations_plans_and_core(honest: Honest, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bundle, root = tmp_path / "b.json", tmp_path / "root.json"
+    bundle.write_bytes(honest.raw)
+    root.write_bytes(honest.trust_root)
+    code = ("import sys; from writ.attestations.verify_bundle import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.startswith('writ.') and not "
+            "m.startswith(('writ.attestations', 'writ.plans', 'writ.engine.core')))); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, str(bundle), str(root)], capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("bundle OK: plan " + honest.plan.id)
+    assert run.stdout.splitlines()[-1] == "['writ.engine']", run.stdout  # the package itself: no gateway, no web
+
+    bundle.write_bytes(honest.resigned(statement_edit(AUDIT_PART, lambda p: p["entries"].append({"seq": "x"}))))
+    bad = subprocess.run([sys.executable, "-m", "writ.attestations.verify_bundle", str(bundle), str(root)],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("bundle REFUSED: bundle format: a part does not have"), \
+        bad.stderr
