@@ -7,5 +7,6 @@
 
 Entry points: ``audit`` (the log), ``tree`` (roots and proofs from the database), ``merkle``
 (RFC 6962 / 9162 hashing and proofs, pure), ``notes`` (C2SP signed notes and checkpoints, pure),
-``checkpoints`` (making, storing and reading signed checkpoints).
+``checkpoints`` (making, storing and reading signed checkpoints), ``bundle`` (a plan's attestation
+bundle from the stores) and ``verify_bundle`` (checking one offline, standalone).
 """
