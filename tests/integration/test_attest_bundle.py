@@ -298,3 +298,12 @@ def test_standalone_verifier_imports_only_attestations_plans_and_core(honest: Ho
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("bundle REFUSED: bundle format: a part does not have"), \
         bad.stderr
+
+
+def test_approval_by_a_key_revoked_before_it_signed(honest: Honest) -> None:
+    # the auditor's trust root says bob's key was revoked before bob's approval was signed (at NOW)
+    trust = honest.world.trust
+    trust.revoke_key(honest.world.keys["bob"].public_key.key_id, at=NOW - timedelta(minutes=1))
+    root = {**trust.export_trust_root(), "instance_key": json.loads(honest.trust_root)["instance_key"]}
+    honest.trust_root = json.dumps(root).encode()
+    refused(honest, honest.raw, "approvals", r"has 1/2 approvals; missing: 1 more approval; ignored: bob \(")
