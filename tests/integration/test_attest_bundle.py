@@ -121,6 +121,20 @@ def test_securesystemslib_verifies_the_manifest_with_the_exported_key(honest: Ho
     assert key.keyid in env.verify([key], 1)
 
 
+def test_securesystemslib_verifies_the_plan_and_approval_envelopes_in_the_bundle(honest: Honest) -> None:
+    parts, _ = split_bundle(honest.raw)
+
+    def sslib_key(who: str) -> SSlibKey:
+        pub = honest.world.keys[who].public_key
+        return SSlibKey(pub.key_id, "ed25519", "ed25519", {"public": pub.raw.hex()})
+
+    plan_env = SslibEnvelope.from_dict(json.loads(parts["plan.dsse.json"]))
+    assert sslib_key("plan-bot").keyid in plan_env.verify([sslib_key("plan-bot")], 1)
+    approvals = [SslibEnvelope.from_dict(json.loads(v)) for k, v in sorted(parts.items()) if k.startswith("approvals/")]
+    keys = [sslib_key("alice"), sslib_key("bob")]
+    assert [set(a.verify(keys, 1)) for a in approvals] == [{keys[0].keyid}, {keys[1].keyid}]
+
+
 def test_step_added_after_approval(honest: Honest) -> None:
     extra = {"step_index": 2, "executor": "exec-bot", "claimed_at": "2026-11-22T10:00:00Z",
              "args_digest": digest({"path": "/etc/passwd"}), "result_digest": None, "outcome": "succeeded",
