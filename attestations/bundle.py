@@ -5,8 +5,8 @@
 
 Parts: the plan envelope, every approval and rejection envelope as received, the approval
 requirement the policy gave (a Statement), the execution records (a Statement), the plan's
-audit entries with inclusion proofs (a Statement) against the signed checkpoint, and the
-checkpoint itself. The manifest is signed by the instance key.
+audit entries with inclusion proofs (a Statement) against the signed checkpoint, with
+consistency proofs from the latest stored checkpoints to it, and the checkpoint itself. The manifest is signed by the instance key.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from writ.plans.store import PlanStore
 
 __all__ = ["build_bundle"]
 
+MAX_CONSISTENCY_PROOFS = 64  # from the latest stored checkpoints: what an auditor may hold, bounded
+
 
 def _execution(plans: PlanStore, plan_id: str) -> dict[str, Any]:
     record = plans.get(plan_id)
@@ -63,14 +65,21 @@ def _plan_entries(store: Database, plan_id: str, size: int) -> list[AuditLogRow]
         return [r for r in rows if parse_payload(r.payload).get("plan_id") == plan_id]
 
 
-def _audit(store: Database, plan_id: str, size: int) -> dict[str, Any]:
+def _consistency(tree: AuditTree, checkpointer: Checkpointer, size: int) -> dict[str, list[str]]:
+    """Proofs that each of the latest stored checkpoints below ``size`` is a prefix of the bundle's tree."""
+    older = sorted({h.checkpoint.size for h in checkpointer.stored() if 0 < h.checkpoint.size < size})
+    return {str(m): [base64.b64encode(h).decode() for h in tree.consistency_proof(m, size)]
+            for m in older[-MAX_CONSISTENCY_PROOFS:]}
+
+
+def _audit(store: Database, checkpointer: Checkpointer, plan_id: str, size: int) -> dict[str, Any]:
     tree = AuditTree(store)
     entries = [{
         "seq": r.seq, "created_at": r.created_at, "kind": r.kind, "payload": parse_payload(r.payload),
         "prev_hash": r.prev_hash, "entry_hash": r.entry_hash,
         "proof": [base64.b64encode(h).decode() for h in tree.inclusion_proof(r.seq, size)],
     } for r in _plan_entries(store, plan_id, size)]
-    return {"tree_size": size, "entries": entries}
+    return {"tree_size": size, "entries": entries, "consistency": _consistency(tree, checkpointer, size)}
 
 
 def build_bundle(
@@ -90,7 +99,7 @@ def build_bundle(
         parts[approval_part(a.seq)] = a.envelope
     parts[REQUIREMENT_PART] = statement(plan_id, REQUIREMENT_PREDICATE, requirement.model_dump(mode="json"))
     parts[EXECUTION_PART] = statement(plan_id, EXECUTION_PREDICATE, _execution(plans, plan_id))
-    parts[AUDIT_PART] = statement(plan_id, AUDIT_PREDICATE, _audit(store, plan_id, size))
+    parts[AUDIT_PART] = statement(plan_id, AUDIT_PREDICATE, _audit(store, checkpointer, plan_id, size))
     manifest = dsse.sign(
         dsse.Envelope.create(MANIFEST_PAYLOAD_TYPE, manifest_payload(plan_id, iso(utc_now()), parts)), instance_key)
     return bundle_document(parts, manifest)

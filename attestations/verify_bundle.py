@@ -36,7 +36,7 @@ from writ.attestations.bundle_format import (
     split_bundle,
 )
 from writ.attestations.chain import compute_entry_hash
-from writ.attestations.merkle import verify_inclusion
+from writ.attestations.merkle import verify_consistency, verify_inclusion
 from writ.attestations.notes import Checkpoint, open_checkpoint
 from writ.attestations.tree import entry_leaf
 from writ.engine.core.errors import BundleError, WritError
@@ -196,21 +196,31 @@ def _checkpoint(note: str, instance: PublicKey, origin: str, what: str) -> Check
                           f"{e.message}") from None
 
 
-def _same_tree(bundle: Checkpoint, held: Checkpoint) -> None:
-    """The held checkpoint against the bundle's: same size, same root (no consistency proof is carried yet)."""
-    if held.size != bundle.size:
+def _held_against(bundle: Checkpoint, held: Checkpoint, audit: dict[str, Any]) -> None:
+    """The held checkpoint against the bundle's: the same tree, or an older one the carried proof extends."""
+    if held.size == bundle.size:
+        if held.root != bundle.root:
+            raise BundleError("held checkpoint", f"the log was rewritten: the tree of {held.size} entries you hold "
+                              f"has root {held.root.hex()}, the bundle's {bundle.root.hex()}")
+        return
+    proof = (audit.get("consistency") or {}).get(str(held.size)) if held.size < bundle.size else None
+    if proof is None:
         raise BundleError("held checkpoint", f"the checkpoint you hold is of {held.size} entries, the bundle's of "
-                          f"{bundle.size}: the bundle carries no consistency proof between them; check the "
+                          f"{bundle.size}, and the bundle carries no consistency proof between them; check the "
                           "log itself with `writ audit verify --checkpoint FILE`")
-    if held.root != bundle.root:
-        raise BundleError("held checkpoint", f"the log was rewritten: the tree of {held.size} entries you hold "
-                          f"has root {held.root.hex()}, the bundle's {bundle.root.hex()}")
+    try:
+        verify_consistency(held.size, bundle.size, held.root, bundle.root,
+                           [base64.b64decode(h, validate=True) for h in proof])
+    except (WritError, binascii.Error) as e:
+        raise BundleError("held checkpoint", f"the log was rewritten since the checkpoint of {held.size} entries "
+                          f"you hold: {e}") from None
 
 
 def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None) -> BundleReport:
     """Every check of the module docstring; ``BundleError`` naming the first that fails.
 
-    ``held_note``: a checkpoint the auditor kept apart; it must be of the same tree as the bundle's.
+    ``held_note``: a checkpoint the auditor kept apart: of the bundle's tree, or of an older one the
+    bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64).
     """
     try:
         return _verify(raw, trust_root, held_note)
@@ -257,9 +267,9 @@ def _verify(raw: bytes, trust_root: bytes, held_note: str | None) -> BundleRepor
     except WritError as e:
         raise BundleError("approvals", e.message) from None
     checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
-    if held_note is not None:
-        _same_tree(checkpoint, _checkpoint(held_note, instance, origin, "the checkpoint you hold"))
     audit = _statement(parts, AUDIT_PART, plan_id)
+    if held_note is not None:
+        _held_against(checkpoint, _checkpoint(held_note, instance, origin, "the checkpoint you hold"), audit)
     entries = _entries(audit, plan_id, checkpoint)
     approvers = tuple(a.principal for a in result.approvals)
     _audit_matches(audit["entries"], plan, execution, approvers)

@@ -63,7 +63,7 @@ def export(plan_ref: str, output: Path) -> None:
 @click.option("--trust", "trust_file", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="The trust root (`writ trust export`), with the instance key.")
 @click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A signed checkpoint you kept apart (one note); it must be of the bundle's tree.")
+              help="A signed checkpoint you kept apart (one note): of the bundle's tree, or an older one it proves extended.")
 @writ_command(store="none")  # an auditor verifies offline: no data directory, no database
 def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.

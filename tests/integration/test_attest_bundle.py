@@ -321,3 +321,19 @@ def test_approval_by_a_key_revoked_before_it_signed(honest: Honest) -> None:
     root = {**trust.export_trust_root(), "instance_key": json.loads(honest.trust_root)["instance_key"]}
     honest.trust_root = json.dumps(root).encode()
     refused(honest, honest.raw, "approvals", r"has 1/2 approvals; missing: 1 more approval; ignored: bob \(")
+
+
+def test_held_older_checkpoint_is_extended_by_the_carried_consistency_proof(honest: Honest) -> None:
+    from writ.attestations.verify_bundle import verify_bundle
+
+    held = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
+    honest.world.pending(now=NOW - timedelta(minutes=8))  # the log grows after the auditor took its copy
+    later = honest.build()
+    report = verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(held, honest.instance))
+    assert report.checkpoint_size > held.size
+    rewritten = Checkpoint(held.origin, held.size, bytes(32))  # what the auditor holds is not a prefix of the log
+    with pytest.raises(BundleError, match=f"the log was rewritten since the checkpoint of {held.size} entries"):
+        verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(rewritten, honest.instance))
+    unknown = Checkpoint(held.origin, held.size - 1, bytes(32))  # no stored checkpoint of that size: no proof
+    with pytest.raises(BundleError, match="carries no consistency proof between them"):
+        verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(unknown, honest.instance))
