@@ -16,15 +16,21 @@ the store.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any, Literal
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
     TLSConfig,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -50,6 +56,13 @@ from writ.workflows.approval.models import (
 __all__ = ["ApprovalClient", "connect_client", "unavailable", "workflow_id"]
 
 DecisionKind = Literal["approve", "reject"]
+
+ACCEPT_TIMEOUT = timedelta(seconds=30)
+"""How long a decision waits for a worker to take it (validator passed, handler begun) before the approver is told."""
+WORKER_SEEN_FOR_S = 10.0
+"""A worker seen polling is not asked about again for this long (a long-lived client: the gateway, the web)."""
+COUNT_TIMEOUT = timedelta(minutes=3)
+"""How long a taken decision waits for its count (a store away: three tries of the activity) before the approver is told."""
 
 
 def workflow_id(task_queue: str, plan_id: str) -> str:
@@ -103,11 +116,15 @@ async def connect_client(settings: Settings) -> Client:
 class ApprovalClient:
     """The approval workflows of one Writ deployment (``settings.temporal``: address, namespace, task queue)."""
 
-    def __init__(self, client: Client, settings: Settings, *, audit: AuditSink | None = None) -> None:
+    def __init__(self, client: Client, settings: Settings, *, audit: AuditSink | None = None,
+                 accept_timeout: timedelta = ACCEPT_TIMEOUT, count_timeout: timedelta = COUNT_TIMEOUT) -> None:
         self.client = client
         self.settings = settings
         self._audit = audit
         self._queue = settings.temporal.task_queue
+        self._accept_timeout = accept_timeout
+        self._count_timeout = count_timeout
+        self._worker_seen = -WORKER_SEEN_FOR_S  # time.monotonic() a worker was last seen polling
 
     @classmethod
     async def connect(cls, settings: Settings, *, audit: AuditSink | None = None) -> ApprovalClient:
@@ -156,23 +173,92 @@ class ApprovalClient:
         """Send a signed decision as the ``approve`` or ``reject`` Update; the count it returns.
 
         ``ApprovalRefused`` (with the workflow's code) when it does not count;
-        ``WorkflowUnavailable`` when Temporal cannot take it (nothing counted).
+        ``WorkflowUnavailable`` when Temporal cannot take it (nothing counted), or no worker polls
+        the task queue (nothing sent), or no worker took it or counted it in time (the message says
+        it may still count: Temporal keeps the Update for the next worker).
         """
         handle = self._handle(plan_id)
+        await self._ensure_worker(handle, plan_id)
         try:
-            result = await handle.execute_update(decision, Decision(envelope=envelope.decode()),
-                                                 result_type=ApprovalCount)
+            result = await self._update(handle, decision, Decision(envelope=envelope.decode()))
         except WorkflowUpdateFailedError as e:
             raise await self._refusal(handle, plan_id, envelope, e) from None
         except RPCError as e:
             ended = await self._ended_state(handle) if e.status == RPCStatusCode.NOT_FOUND else None
             if ended is None:
                 raise self._rpc_error(plan_id, e) from None
+            if ended == "pending":  # the run failed, was terminated or timed out while the plan waited
+                raise WorkflowUnavailable(
+                    f"the approval workflow of plan {plan_id[:19]}.. ended while the plan waits for decisions: "
+                    "nothing was counted; propose it again to start a new one: writ plan show "
+                    f"{plan_id[7:19]} --envelope > plan.signed.json && writ plan submit plan.signed.json",
+                    code=reasons.WORKFLOW_MISSING) from None
             # its workflow already ended with the plan (expired, rejected, ...): refused like any late decision
             code = reasons.PLAN_EXPIRED if ended == "expired" else reasons.PLAN_NOT_PENDING
             message = f"plan {plan_id[:19]}.. is {ended}: it takes no more decisions"
             raise await self._audited(handle, plan_id, envelope, code, message) from None
-        return result  # type: ignore[no-any-return]
+        return result
+
+    async def _update(self, handle: WorkflowHandle[Any, Any], name: DecisionKind, decision: Decision) -> ApprovalCount:
+        """The Update's count, each wait bounded: an Update nobody takes would otherwise wait forever."""
+        t, fix = self.settings.temporal, "start `writ serve` or `writ worker` for this data directory"
+        try:
+            update = await asyncio.wait_for(
+                handle.start_update(name, decision, wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                                    result_type=ApprovalCount), self._accept_timeout.total_seconds())
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # Temporal keeps an admitted Update for the next worker: it is not counted now, but may be.
+            raise WorkflowUnavailable(
+                f"no approval worker took the decision within {self._accept_timeout.total_seconds():g} s "
+                f"(task queue {self._queue} at {t.target}): {fix}; it is not counted now, but may still be "
+                "counted when a worker starts: see `writ plan show` before deciding again") from None
+        try:
+            count: ApprovalCount = await asyncio.wait_for(update.result(), self._count_timeout.total_seconds())
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise WorkflowUnavailable(
+                "the approval workflow took the decision but gave no count within "
+                f"{self._count_timeout.total_seconds():g} s (its worker or database may be away); it will be "
+                "counted if it verifies: see `writ plan show`", code=reasons.WORKFLOW_FAILED) from None
+        return count
+
+    async def _ensure_worker(self, handle: WorkflowHandle[Any, Any], plan_id: str) -> None:
+        """``WorkflowUnavailable`` when no worker polls the task queue: an Update sent now would wait for one.
+
+        A plan with no workflow at all is ``workflow_missing`` first; a worker that is starting
+        polls within a moment: it is given up to the connect timeout.
+        """
+        t, now = self.settings.temporal, time.monotonic()
+        if now - self._worker_seen < WORKER_SEEN_FOR_S:
+            return
+        deadline = now + t.connect_timeout_s
+        polling = await self._polling()
+        if polling is not False:
+            return  # a worker polls, or this client may not ask (a restricted cluster role): the waits are bounded
+        try:
+            await handle.describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise self._rpc_error(plan_id, e) from None
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if await self._polling() is not False:
+                return
+        raise WorkflowUnavailable(
+            f"no approval worker polls task queue {self._queue} at {t.target}: start `writ serve` or "
+            "`writ worker` for this data directory; nothing was sent or counted")
+
+    async def _polling(self) -> bool | None:
+        """Whether a worker polls the task queue; None if Temporal does not let this client ask."""
+        request = DescribeTaskQueueRequest(namespace=self.client.namespace, task_queue=TaskQueue(name=self._queue),
+                                           task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+        try:
+            described = await self.client.workflow_service.describe_task_queue(
+                request, timeout=timedelta(seconds=self.settings.temporal.connect_timeout_s))
+        except RPCError:
+            return None
+        if described.pollers:
+            self._worker_seen = time.monotonic()
+        return bool(described.pollers)
 
     async def _ended_state(self, handle: WorkflowHandle[Any, Any]) -> str | None:
         """The plan's state as its workflow ended, if it ended; None if there is no such workflow."""
