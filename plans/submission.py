@@ -7,7 +7,8 @@
     plans.evaluate(record.id)                        # count again now; expire or reject when due
 
 A plan is stored only if a trusted planner key of the plan's own planner signed it,
-it has not expired, and it stays valid no longer than the approval policy allows
+it is not dated ahead of this host's clock (``CLOCK_SKEW``), it has not expired, and it
+stays valid no longer than the approval policy allows
 (``writ.plans.verify.check_ttl``). An approval is stored only if it would count now:
 anything the verifier would ignore is refused with ``approval_<reason>``. Every refused
 approval or rejection is audited (``approval_refused``: the code, the reason, the digest
@@ -17,7 +18,7 @@ of what was sent and, when a trusted key verified it, who signed it; ADR 0009).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +45,10 @@ from writ.plans.store_base import PlanStoreBase, now_or_utc
 from writ.plans.trust import TrustSet
 from writ.plans.verify import check_ttl, evaluate_approvals, verify_plan_envelope
 
-__all__ = ["PlanSubmission"]
+__all__ = ["CLOCK_SKEW", "PlanSubmission"]
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a submitted plan's ``created_at`` may be ahead of this host's clock (the signer's may run fast)."""
 
 
 class PlanSubmission(PlanStoreBase):
@@ -98,13 +102,22 @@ class PlanSubmission(PlanStoreBase):
             )
         # 2. signed by the plan's own planner with a valid key, and within PlanLimits
         plan = verify_plan_envelope(raw, trust, now=now, limits=self.limits)
-        # 3. not expired
+        # 3. not dated ahead: the policy's TTL counts from created_at, so a plan dated a month ahead
+        #    with a 1 h TTL would wait for approvals, and run, for a month
+        if plan.created_at > now + CLOCK_SKEW:
+            raise InputError(
+                f"plan {short_plan_id(plan.id)} is dated {iso(plan.created_at)}, ahead of this host's clock "
+                f"({iso(now)}) by more than {CLOCK_SKEW.total_seconds():g} s: a plan is valid from when it is "
+                "signed; sign it again (`writ plan sign` dates it now) or fix the signer's clock",
+                code=reasons.PLAN_INVALID,
+            )
+        # 4. not expired
         if plan.is_expired(now):
             raise PlanExpired(
                 f"plan {short_plan_id(plan.id)} expired at {iso(plan.expires_at)}; sign it again with a later "
                 "expires_at"
             )
-        # 4. valid no longer than the approval policy allows
+        # 5. valid no longer than the approval policy allows
         requirement = requirement_for(self.policy, plan, now)
         check_ttl(plan, requirement)
         return plan, requirement
