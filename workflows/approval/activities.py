@@ -95,6 +95,8 @@ class ApprovalActivities:
             plan = w.plans.verified_plan(record, w.trust.trust_set(), now)
             requirement = requirement_for(w.policy, plan, now)
         except WritError as e:
+            if e.code in (reasons.STORE_UNAVAILABLE, reasons.AUDIT_UNAVAILABLE):
+                raise  # a database that is away: retried until it is back (a refusal would end the workflow)
             raise refused(e) from None
         schedule = self._schedule(plan, now)
         people = w.trust.principals()

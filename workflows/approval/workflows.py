@@ -287,8 +287,10 @@ class PlanApproval:
     async def _event(self, event: str, details: dict[str, Any]) -> None:
         record = WorkflowEvent(plan_id=self._start.plan_id, event=event, event_id=str(workflow.uuid4()),
                                details=details)
+        # Retried until the log takes it, as the run's store activities are: a log away for a minute
+        # (a database restart, a full disk) must not end the plan's workflow (no expiry, no decisions).
         await workflow.execute_activity("record_event", record, start_to_close_timeout=EVENT_TIMEOUT,
-                                        retry_policy=RetryPolicy(maximum_attempts=5))
+                                        retry_policy=DURABLE_RETRY)
 
     def _notify(self, event: NoticeEvent, recipients: tuple[Recipient, ...]) -> None:
         """Send ``event`` on every channel in the background: a failing channel never holds the sign-off."""
