@@ -283,8 +283,8 @@ def plan_abort(plan_ref: str, reason: str) -> None:
         told = _tell_workflow(w, plan_id)
     click.echo(f"plan {short_plan_id(plan_id)} aborted (was {before.value}; {ran} step(s) had been claimed)")
     if told is not None:
-        click.echo(f"warning: its approval workflow was not told ({told}); it reads the plan's state within "
-                   "the hour", err=True)
+        click.echo(f"warning: its approval workflow was not told ({told}); it reads the plan's state before its "
+                   "next reminder or at expiry (hourly once approved)", err=True)
 
 
 def _tell_workflow(w: Services, plan_id: str) -> str | None:

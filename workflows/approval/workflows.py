@@ -59,6 +59,8 @@ STORE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["refuse
 # The run's own activities (open, expire, poll, export) wait as long as it takes: nothing counts meanwhile.
 DURABLE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), non_retryable_error_types=["refused"])
 POLL_WHILE_EXECUTING = timedelta(hours=1)  # the plan_finished signal may be lost; the store says
+STATE_BEFORE_NOTICE = "state-before-notice"
+"""``workflow.patched`` id: a reminder or escalation first reads the plan's state (an abort whose signal was lost)."""
 ENDED = {"rejected", "expired", "completed", "failed", "aborted"}
 EXECUTION_ENDED = {"completed", "failed", "aborted"}
 
@@ -130,6 +132,8 @@ class PlanApproval:
         for at, what in marks:
             if await self._decided_before(at):
                 return
+            if what != "expire" and await self._left_pending():
+                return
             if what == "reminder":
                 undecided = self._undecided(opened.approvers)
                 await self._event("reminded", {"to": [r.principal for r in undecided]})
@@ -147,6 +151,14 @@ class PlanApproval:
                 if snapshot.state == "expired":
                     await self._event("expired", {"expires_at": expires.isoformat()})
                 return
+
+    async def _left_pending(self) -> bool:
+        """Whether the store says the plan left ``pending`` unseen (its ``plan_finished`` was lost): no notice then."""
+        if not workflow.patched(STATE_BEFORE_NOTICE):
+            return False  # a run begun before this check: its history has no such activity
+        async with self._lock:  # no decision is being counted while the store is read
+            self._state = (await self._activity("plan_state", self._at(), PlanSnapshot)).state
+        return self._state != "pending"
 
     async def _decided_before(self, at: datetime) -> bool:
         """Whether the plan left ``pending`` before ``at`` (a decision, or an abort the store confirms)."""
