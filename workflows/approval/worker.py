@@ -29,6 +29,9 @@ from writ.workflows.approval.workflows import PlanApproval
 __all__ = ["approval_worker", "run_worker"]
 
 ACTIVITY_THREADS = 8
+"""Activities taken from the task queue at once: the stores, the audit log, notifications."""
+DECISION_THREADS = 4
+"""Threads of their own for the decisions' local activity: notices stuck on a hung channel never hold a decision."""
 
 
 def approval_worker(client: Client, services: Services) -> Worker:
@@ -43,8 +46,9 @@ def approval_worker(client: Client, services: Services) -> Worker:
         task_queue=services.settings.temporal.task_queue,
         workflows=[PlanApproval],
         activities=activities.all(),
-        activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="writ-activity"),
+        activity_executor=ThreadPoolExecutor(ACTIVITY_THREADS + DECISION_THREADS, thread_name_prefix="writ-activity"),
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_local_activities=DECISION_THREADS,
     )
 
 
