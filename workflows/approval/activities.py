@@ -27,7 +27,7 @@ from writ.engine.core.timeutil import utc_now
 from writ.engine.wiring.services import Services
 from writ.plans.approval_result import ApprovalResult
 from writ.plans.assessment import policy_input, requirement_for
-from writ.plans.contacts import ContactStore
+from writ.plans.contacts import ContactStore, check_email
 from writ.plans.keys import PrivateKey
 from writ.plans.lifecycle import PlanState
 from writ.workflows.approval.models import (
@@ -57,6 +57,14 @@ def refused(e: WritError) -> ApplicationError:
     # BENIGN: a refusal is an answer, not a fault; the worker does not log it as an error.
     return ApplicationError(e.message, {"code": e.code, "stage": "store"}, type="refused", non_retryable=True,
                             category=ApplicationErrorCategory.BENIGN)
+
+
+def _stored_email(address: str) -> str:
+    """``address`` as ``send_email`` writes it (``check_email``), or as given when it is no address at all."""
+    try:
+        return check_email(address)
+    except WritError:
+        return address
 
 
 def count_of(plan_id: str, state: str, result: ApprovalResult) -> ApprovalCount:
@@ -215,14 +223,22 @@ class ApprovalActivities:
         """One email per recipient with an address (``writ principals contact``)."""
         from writ.workflows.approval.notify import send_email
 
-        return self._send(lambda: send_email(self._w.settings.notify, notice))
+        # What is said goes to the audit log, which cannot be edited: principals' names, never their addresses.
+        names = {form: r.principal for r in notice.recipients if r.email
+                 for form in (r.email, _stored_email(r.email))}
+        return self._send(lambda: send_email(self._w.settings.notify, notice), names)
 
     @staticmethod
-    def _send(send: Callable[[], str]) -> str:
+    def _send(send: Callable[[], str], names: dict[str, str] | None = None) -> str:
+        def said(text: str) -> str:  # each address as its principal's name, the longest first
+            for address, name in sorted((names or {}).items(), key=lambda item: -len(item[0])):
+                text = text.replace(address, name)
+            return text
+
         try:
-            return send()
+            return said(send())
         except NotificationError as e:
             attempt = activity.info().attempt
             # A receiver that refuses the notice (4xx, a bad URL) is not asked again; a busy one is.
-            raise ApplicationError(f"{e.message} (attempt {attempt})", {"code": e.code},
+            raise ApplicationError(f"{said(e.message)} (attempt {attempt})", {"code": e.code},
                                    non_retryable=not e.retryable) from None
