@@ -53,6 +53,7 @@ bench: $(VENV)/.test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python benchmarks/gateway_overhead.py
 	$(BIN)/python benchmarks/approvals.py
 	$(BIN)/python benchmarks/attestations.py
+	$(BIN)/python benchmarks/attest_bundles.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

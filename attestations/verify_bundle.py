@@ -45,7 +45,7 @@ from writ.plans import dsse
 from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.canonical import digest, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey
-from writ.plans.models import Plan
+from writ.plans.models import Plan, PlanLimits
 from writ.plans.trust import TrustSet
 from writ.plans.trust_store import load_trust_root
 from writ.plans.verify import require_approved, verify_plan_envelope
@@ -110,10 +110,11 @@ def _statement(parts: dict[str, bytes], name: str, plan_id: str) -> dict[str, An
     return predicate
 
 
-def _plan(parts: dict[str, bytes], trust: TrustSet, plan_id: str) -> Plan:
+def _plan(parts: dict[str, bytes], trust: TrustSet, plan_id: str, limits: PlanLimits) -> Plan:
     try:
-        unverified = Plan.from_payload(dsse.Envelope.from_json(parts[PLAN_PART]).payload)
-        plan = verify_plan_envelope(parts[PLAN_PART], trust, now=unverified.created_at)
+        env = dsse.Envelope.from_json(parts[PLAN_PART], max_bytes=limits.max_envelope_bytes)
+        unverified = Plan.from_payload(env.payload, limits)
+        plan = verify_plan_envelope(parts[PLAN_PART], trust, now=unverified.created_at, limits=limits)
     except WritError as e:
         raise BundleError("plan signature", e.message) from None
     if plan.id != plan_id:
@@ -140,8 +141,12 @@ def _steps(plan: Plan, execution: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
-def _logged(entries: list[dict[str, Any]], kind: str, **fields: Any) -> bool:
-    return any(e["kind"] == kind and all(e["payload"].get(k) == v for k, v in fields.items()) for e in entries)
+Index = dict[tuple[str, Any], list[dict[str, Any]]]
+
+
+def _logged(index: Index, kind: str, **fields: Any) -> bool:
+    candidates = index.get((kind, fields.get("step_index")), [])
+    return any(all(p.get(k) == v for k, v in fields.items()) for p in candidates)
 
 
 def _audit_matches(entries: list[dict[str, Any]], plan: Plan, execution: dict[str, Any],
@@ -158,8 +163,13 @@ def _audit_matches(entries: list[dict[str, Any]], plan: Plan, execution: dict[st
     state = execution.get("state")
     if state in ("completed", "failed", "aborted"):
         wanted.append((f"the plan's end ({state})", "plan_event", {"to": state}))
+    index: Index = {}
+    for e in entries:  # by kind, and by kind and step: one look-up per fact, linear in the plan's size
+        index.setdefault((e["kind"], None), []).append(e["payload"])
+        if (step := e["payload"].get("step_index")) is not None:
+            index.setdefault((e["kind"], step), []).append(e["payload"])
     for what, kind, fields in wanted:
-        if not _logged(entries, kind, **fields):
+        if not _logged(index, kind, **fields):
             raise BundleError("audit completeness", f"{what} has no entry in the audit log")
     if state == "completed":
         ran = {s["step_index"] for s in execution["steps"] if s.get("outcome") == "succeeded"}
@@ -216,14 +226,16 @@ def _held_against(bundle: Checkpoint, held: Checkpoint, audit: dict[str, Any]) -
                           f"you hold: {e}") from None
 
 
-def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None) -> BundleReport:
+def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None,
+                  limits: PlanLimits | None = None) -> BundleReport:
     """Every check of the module docstring; ``BundleError`` naming the first that fails.
 
     ``held_note``: a checkpoint the auditor kept apart: of the bundle's tree, or of an older one the
     bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64).
+    ``limits``: the plan bounds the instance used (``WRIT_LIMITS__PLAN__*``) when they are not the defaults.
     """
     try:
-        return _verify(raw, trust_root, held_note)
+        return _verify(raw, trust_root, held_note, limits or PlanLimits())
     except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
         # a part of the wrong shape (signed by the instance key, so made by whoever holds it)
         raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} {e}") from None
@@ -248,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _verify(raw: bytes, trust_root: bytes, held_note: str | None) -> BundleReport:
+def _verify(raw: bytes, trust_root: bytes, held_note: str | None, limits: PlanLimits) -> BundleReport:
     trust, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
     manifest = _manifest(parts, envelope, instance)
@@ -256,14 +268,14 @@ def _verify(raw: bytes, trust_root: bytes, held_note: str | None) -> BundleRepor
     for needed in (PLAN_PART, REQUIREMENT_PART, EXECUTION_PART, AUDIT_PART, CHECKPOINT_PART):
         if needed not in parts:
             raise BundleError("manifest", f"the bundle has no {needed}")
-    plan = _plan(parts, trust, plan_id)
+    plan = _plan(parts, trust, plan_id, limits)
     requirement = ApprovalRequirement.model_validate(_statement(parts, REQUIREMENT_PART, plan_id))
     execution = _statement(parts, EXECUTION_PART, plan_id)
     steps = _steps(plan, execution)
     began = min((parse_iso(s["claimed_at"]) for s in steps), default=plan.created_at)
     approvals = [data for name, data in sorted(parts.items()) if name.startswith("approvals/")]
     try:
-        result = require_approved(plan, approvals, trust, now=began, requirement=requirement)
+        result = require_approved(plan, approvals, trust, now=began, requirement=requirement, limits=limits)
     except WritError as e:
         raise BundleError("approvals", e.message) from None
     checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
