@@ -52,6 +52,7 @@ from writ.engine.gateway.results import (
     result_digest,
     result_size,
 )
+from writ.engine.gateway.sessions import request_state
 from writ.engine.gateway.steps import BoundPlan, PathRootChanged, StepChoice, check_roots, choose_step, is_candidate
 from writ.engine.policy.models import Decision, PlanContext
 from writ.plans.lifecycle import PlanState
@@ -118,7 +119,7 @@ class ToolCalls:
             log.exception("cannot tie %s to the bound plan", name)
             return self._refuse(f"the call to {name} could not be checked against this session's plan "
                                 f"({type(e).__name__})", reasons.GATEWAY_ERROR)
-        decision = self._decide(entry, args, plan)
+        decision = self._decide(entry, args, plan, ctx)
         if decision is None:
             return self._refuse(f"the call to {name} could not be turned into a policy input", reasons.GATEWAY_ERROR)
         if not decision.allow:
@@ -166,10 +167,12 @@ class ToolCalls:
         """A call that could not be decided: a logged denial with ``code``."""
         return deny_result(self.gateway.pdp.refuse_input(InputError(message, code=code)))
 
-    def _decide(self, entry: UpstreamTool, args: dict[str, Any], plan: PlanContext | None) -> Decision | None:
+    def _decide(self, entry: UpstreamTool, args: dict[str, Any], plan: PlanContext | None,
+                ctx: ServerRequestContext[Any, Any] | None = None) -> Decision | None:
         """Decide (and log) the call; lock the session if the decision says so. None: no input could be built."""
         gw = self.gateway
-        return gw.decide(lambda: gw.tool_input(entry, args, gw.session_now(), plan), entry.exposed_name)
+        return gw.decide(lambda: gw.tool_input(entry, args, gw.session_now(), plan), entry.exposed_name,
+                         request_state(ctx))
 
     def _unfulfilled(self, decision: Decision, entry: UpstreamTool, unmet: list[str]) -> types.CallToolResult:
         message = f"the policy allowed the call on obligations the gateway cannot meet: {', '.join(unmet)}"

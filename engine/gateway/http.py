@@ -48,10 +48,12 @@ from writ.engine.gateway.governance import resolve_principal
 from writ.engine.gateway.origins import LOCAL_HOSTS, bearer_token, local_origin
 from writ.engine.gateway.results import audit_or_log
 from writ.engine.gateway.server import Gateway, build_server
+from writ.engine.gateway.sessions import STATE_KEY
 from writ.engine.gateway.tokens import TokenCache, TokenHolder, TokenStore
 from writ.engine.gateway.upstream import UpstreamManager
 from writ.engine.policy.pdp import DecisionPoint
 from writ.engine.wiring.services import Services
+from writ.plans.principal_status import PrincipalState
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ class HttpGateway:
             return await _refuse(send, 401, reasons.TOKEN_MISSING,
                                  "send Authorization: Bearer <token> (writ tokens new --principal NAME)")
         try:
-            holder = await self._holder(token)
+            holder, state = await self._holder(token)
         except WritError as e:
             log.error("token lookup failed: %s", e.message)
             return await _refuse(send, 503, e.code, "the token could not be checked")
@@ -143,7 +145,7 @@ class HttpGateway:
             return await _refuse(send, 403, reasons.SESSION_FORBIDDEN, "this MCP session belongs to another principal")
         # The agent's credential goes no further than this check.
         scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]}
-        scope["state"] = {**scope.get("state", {}), PRINCIPAL_KEY: principal}
+        scope["state"] = {**scope.get("state", {}), PRINCIPAL_KEY: principal, STATE_KEY: state}
 
         async def send_noting_session(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -154,20 +156,21 @@ class HttpGateway:
 
         await self.manager.handle_request(scope, receive, send_noting_session)
 
-    async def _holder(self, token: str) -> TokenHolder | None:
+    async def _holder(self, token: str) -> tuple[TokenHolder | None, PrincipalState | None]:
         """Who ``token`` acts for, with its principal's locked and disabled state as of now.
 
         The token is looked up at most once per ``token_cache_s`` (``TokenCache``); when it comes from
-        the cache, the principal's state is read again (one primary-key read).
+        the cache, the principal's state is read again (one primary-key read) and returned too: the
+        call this request carries is decided on it (``sessions.request_state``), not on another read.
         """
         cached = self.tokens.cached(token)
         if cached is None:
             since = self.tokens.now()
             holder = await run_in_threadpool(self.tokens.tokens.holder, token)
             self.tokens.remember(token, holder, since)
-            return holder
+            return holder, None
         state = self.stores.trust.principal_state(cached.principal)  # a disable stops the token at once
-        return replace(cached, locked=state.locked, disabled=state.disabled)
+        return replace(cached, locked=state.locked, disabled=state.disabled), state
 
     async def _session_closed(self, key: str) -> None:
         """The session manager discarded a session (DELETE, idle timeout, or a crash)."""

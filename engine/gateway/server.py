@@ -56,6 +56,7 @@ from writ.engine.policy.models import (
 )
 from writ.engine.policy.pdp import DecisionPoint, audit_payload
 from writ.engine.wiring.services import Services
+from writ.plans.principal_status import PrincipalState
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -257,19 +258,21 @@ class Gateway:
         """The session as policy sees it now (its id, and whether it is locked)."""
         return Session(id=self.session.id, locked=self.session.locked)
 
-    def decide(self, build: Callable[[], PolicyInput], what: str) -> Decision | None:
+    def decide(self, build: Callable[[], PolicyInput], what: str, state: PrincipalState | None = None
+               ) -> Decision | None:
         """Decide (and log) the input ``build`` makes; lock the session and its principal if the decision says so.
 
         A principal locked (by any of its sessions) or disabled is denied before policy is asked
         (``principal_locked``, ``principal_disabled``); this session, once locked, gets the policy's
         ``session_locked``. None when no input could be built (the caller denies with ``refuse_input``).
+        ``state``: the principal's state read when this HTTP request arrived (``PrincipalGuard.refusal``).
         """
         try:
             inp = build()
         except Exception as e:  # noqa: BLE001 - e.g. arguments that are not an object: a logged deny
             log.warning("cannot build the policy input for %s: %s", what, e)
             return None
-        refused = None if self.session.locked else self.guard.refusal()
+        refused = None if self.session.locked else self.guard.refusal(state)
         if refused is not None:
             return self._refused(inp, *refused)
         decision = self.pdp.decide(inp)

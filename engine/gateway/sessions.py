@@ -10,7 +10,9 @@
 A lock belongs to the principal (``writ.plans.principal_status``): the session that violated
 policy, every other session of that principal in any gateway process, and any session started
 later are refused until an operator runs ``writ principals unlock``. The check is one
-primary-key read per call; when the database cannot answer, the call is refused (fail closed).
+primary-key read per call (over HTTP, the read made when the request arrived, ``request_state``,
+unless a session of this process locked the principal since); when the database cannot answer,
+the call is refused (fail closed).
 """
 
 from __future__ import annotations
@@ -30,10 +32,21 @@ from writ.engine.core.timeutil import db_time, from_db_time, iso, utc_now
 from writ.engine.gateway.config import Principal
 from writ.engine.policy.models import Decision
 from writ.engine.wiring.services import Services
+from writ.plans.principal_status import PrincipalState
 
 log = logging.getLogger(__name__)
 
 Transport = Literal["stdio", "http"]
+STATE_KEY = "writ_principal_state"  # request.state: the principal's state read when an HTTP request arrived
+
+# Principals a session of this process locked: their state is never taken from a request's earlier read.
+_LOCKED_HERE: set[str] = set()
+
+
+def request_state(ctx: object) -> PrincipalState | None:
+    """The principal's state the HTTP gateway read when ``ctx``'s request arrived (None: not read, or stdio)."""
+    found = getattr(getattr(getattr(ctx, "request", None), "state", None), STATE_KEY, None)
+    return found if isinstance(found, PrincipalState) else None
 
 
 def this_process() -> str:
@@ -123,8 +136,15 @@ class PrincipalGuard:
         self.transport: Transport = transport
         self.registry = SessionRegistry(stores.store)
 
-    def refusal(self) -> tuple[str, str] | None:
-        """Why no call of this principal may run now (locked, disabled, or the lock unreadable); None: policy decides."""
+    def refusal(self, read: PrincipalState | None = None) -> tuple[str, str] | None:
+        """Why no call of this principal may run now (locked, disabled, or the lock unreadable); None: policy decides.
+
+        ``read``: the principal's state as the HTTP gateway read it when this request arrived
+        (``request_state``), used instead of reading it again, unless this process locked the
+        principal since it started: then it is read now.
+        """
+        if read is not None and read.principal == self.principal.name and read.principal not in _LOCKED_HERE:
+            return read.refusal()
         try:
             return self.stores.trust.principal_state(self.principal.name).refusal()
         except WritError as e:  # fail closed: a lock that cannot be read may be there
@@ -137,6 +157,7 @@ class PrincipalGuard:
         If that fails, the session stays locked in memory (the caller set it) and the process log says so.
         """
         codes = tuple(sorted({r.code for r in decision.reasons}))
+        _LOCKED_HERE.add(self.principal.name)  # this process's other sessions read the lock from now on
         try:
             self.stores.trust.status.lock(self.principal.name, session_id=self.session_id,
                                           decision_id=decision.decision_id, codes=codes)
