@@ -1,27 +1,29 @@
-"""Benchmark: the same MCP client calling the same cheap read tool directly and through Writ, on stdio and HTTP.
+"""Benchmark: the same MCP client calling the same cheap read tool directly, through a plain SDK proxy and through
+Writ, on stdio and on streamable HTTP.
 
     PATH=.venv/bin:$PATH python benchmarks/gateway_overhead.py [--n 300] [--warmup 30] [--sequential]
 
-Two pairs, each timed with the official ``mcp`` SDK client (``ClientSession``), one call at a
-time. The two sides of a pair have a session open each and are called in turn (direct, Writ,
-Writ, direct, ...) after ``--warmup`` untimed calls each, so that both see the same machine
-load: other work on a shared machine shifts both, not one. Each process is then idle while
-the other side's call runs, as between an agent's calls, which costs both sides a little
-against back-to-back loops (``--sequential``: all direct calls, then all through Writ):
+Three columns per transport, each timed with the official ``mcp`` SDK client (``ClientSession``),
+one call at a time. Every path has a session open; after ``--warmup`` untimed calls each, they are
+called in rounds of one call per path, the order rotated each round (direct, proxy, Writ; proxy,
+Writ, direct; ...), so that all three see the same machine load: other work on a shared machine
+shifts all of them, not one. Each process is then idle while the others' calls run, as between an
+agent's calls, which costs every path a little against back-to-back loops (``--sequential``: all
+calls of one path, then the next path's):
+
+- ``direct``: the upstream server itself.
+- ``plain_proxy``: ``benchmarks/plain_proxy.py``, a pass-through proxy on the same SDK (the
+  low-level ``Server``, one ``ClientSession`` to the upstream; tools/list and tools/call forwarded,
+  no policy, no audit, no token): what any proxy built on this SDK costs.
+- ``through_writ``: ``writ mcp`` (stdio) or ``writ serve --config`` (HTTP, an executor's bearer token).
 
 - ``stdio``: the filesystem server (npm, .mcp-servers/) on a temporary directory, tool
-  ``list_allowed_directories``, called directly over stdio and through ``writ mcp`` (stdio)
-  with that same server as its stdio upstream.
+  ``list_allowed_directories``; the proxy and ``writ mcp`` run that same server as their stdio upstream.
 - ``http``: the reference "everything" server (npm, .mcp-servers/) in its ``streamableHttp``
-  mode, tool ``echo`` (``{"message": "ping"}``), called directly at its ``/mcp`` and through
-  ``writ serve --config`` (the gateway at ``/mcp``, bearer token of an executor) with that same
-  server process as a URL upstream. The filesystem server speaks stdio only, so it cannot be
-  the HTTP baseline; the everything server can, and giving Writ the very process the direct
-  run calls (``url = ...`` in writ.toml) keeps the upstream, its transport and the tool
-  identical on both sides. The difference is then exactly what Writ adds: its HTTP front with
-  token check, the policy decision, the two audit appends and its own HTTP client hop to the
-  upstream. (A stdio upstream behind ``writ serve`` would swap the upstream's transport
-  between the two measurements, and the ratio would no longer isolate Writ.)
+  mode, tool ``echo`` (``{"message": "ping"}``), called directly at its ``/mcp``, and by the proxy
+  and ``writ serve`` as a URL upstream: the very process the direct path calls, so the upstream, its
+  transport and the tool are identical on all three paths. (The filesystem server speaks stdio only,
+  so it cannot be the HTTP baseline.)
 
 Policy: the shipped policies know the filesystem server (``fs``) but not the everything
 server, whose tools would all be writes (denied to an executor without a plan). The script
@@ -29,9 +31,12 @@ copies ``policies/`` to a temporary directory, adds ``everything.echo = "read"``
 ``writ/tools.json`` (nothing else changes) and runs both gateways with ``WRIT_POLICY_DIR``
 pointing at the copy, so both Writ paths decide on the same policy set. Both use the
 embedded engine and the SQLite audit log in a temporary data directory: per call one
-decision, one audit entry for the decision and one for the result.
+decision, one audit entry for the decision and one for the result. ``writ serve`` uses a
+Temporal dev server the script starts on a free port (``WRIT_TEMPORAL_ADDRESS``).
 
-Prints one JSON document on stdout (p50/p99 per path, the p50 ratio and the added p50, the
+Prints one JSON document on stdout (p50/p99 per path; ``p50_ratio``: Writ over direct,
+``plain_proxy_p50_ratio``: the proxy over direct, ``writ_over_plain_proxy``; the added p50;
+``goals``: issue 13's, stdio <= 2x direct and no slower than the proxy, HTTP <= 1.5x direct; the
 environment); progress goes to stderr. Every process started and the temporary directory are
 removed on exit, also on failure or SIGTERM.
 """
