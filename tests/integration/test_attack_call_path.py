@@ -19,26 +19,22 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import mcp_types as types
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from support.gateway import (
     FS_SERVER,
-    REQUEST_TIMEOUT_S,
     GatewayClient,
     audit_entries,
     error_code,
+    gateway_client,
     reason_codes,
     register,
     require_upstreams,
-    temporal_environment,
     text_of,
     toml_list,
     toml_str,
@@ -89,28 +85,12 @@ args = {toml_list([str(FS_SERVER), str(self.files)])}
         return ["-m", "writ.engine.cli.gateway", "--principal", principal, "--config", str(self.config),
                 "--data-dir", str(self.data_dir), "-v"]
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {**temporal_environment(), "WRIT_LIMITS__MAX_RESULT_BYTES": str(MAX_RESULT_BYTES)}
-
     @contextmanager
     def session(self, principal: str) -> Iterator[GatewayClient]:
         """`writ mcp` for ``principal`` with this module's limit, and the official SDK client's session to it."""
-        params = StdioServerParameters(command=sys.executable, args=self.argv(principal), env=self.env,
-                                       cwd=str(self.config.parent))
-
-        @asynccontextmanager
-        async def connect() -> AsyncIterator[ClientSession]:
-            with self.stderr.open("a") as errlog:
-                async with (
-                    stdio_client(params, errlog=errlog) as (read, write),
-                    ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
-                ):
-                    await session.initialize()
-                    yield session
-
-        with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
-            yield GatewayClient(portal, session)
+        with gateway_client(self.config, principal, self.data_dir, self.stderr,
+                            env={"WRIT_LIMITS__MAX_RESULT_BYTES": str(MAX_RESULT_BYTES)}) as client:
+            yield client
 
 
 @pytest.fixture(scope="module")

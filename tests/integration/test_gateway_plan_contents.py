@@ -12,25 +12,21 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from sqlalchemy import text
 from support.gateway import (
     FS_SERVER,
-    REQUEST_TIMEOUT_S,
     GatewayClient,
+    gateway_client,
     make_repo,
     register,
     require_upstreams,
-    temporal_environment,
     text_of,
     toml_list,
     toml_str,
@@ -107,26 +103,9 @@ args = {toml_list(["-m", "mcp_server_git", "--repository", str(repo)])}
 @contextmanager
 def planner_session(env: Env, data_dir: Path | None = None) -> Iterator[GatewayClient]:
     """`writ mcp --principal plan-bot` on the test's policies, and an agent session to it."""
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "writ.engine.cli.gateway", "--principal", "plan-bot", "--config", str(env.config),
-              "--data-dir", str(data_dir or env.data_dir), "-v"],
-        cwd=str(env.config.parent),
-        env={**temporal_environment(), "WRIT_POLICY_DIR": str(env.policy_dir)},
-    )
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[ClientSession]:
-        with (env.root / "gateway.stderr").open("a") as errlog:
-            async with (
-                stdio_client(params, errlog=errlog) as (read, write),
-                ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT_S) as session,
-            ):
-                await session.initialize()
-                yield session
-
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(connect()) as session:
-        yield GatewayClient(portal, session)
+    with gateway_client(env.config, "plan-bot", data_dir or env.data_dir, env.root / "gateway.stderr",
+                        env={"WRIT_POLICY_DIR": str(env.policy_dir)}) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

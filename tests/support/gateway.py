@@ -177,14 +177,18 @@ def temporal_environment() -> dict[str, str]:
 
 
 @contextmanager
-def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Path) -> Iterator[GatewayClient]:
-    """`python -m writ.engine.cli.gateway` (the `writ mcp` command) as a subprocess, and a session to it."""
+def gateway_client(config: Path, principal: str, data_dir: Path, stderr_file: Path,
+                   env: dict[str, str] | None = None) -> Iterator[GatewayClient]:
+    """`python -m writ.engine.cli.gateway` (the `writ mcp` command) as a subprocess, and a session to it.
+
+    ``env``: WRIT_* settings of that process, beside the test's Temporal (``temporal_environment``).
+    """
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "writ.engine.cli.gateway", "--principal", principal, "--config", str(config),
               "--data-dir", str(data_dir), "-v"],
         cwd=str(config.parent),
-        env=temporal_environment(),
+        env={**temporal_environment(), **(env or {})},
     )
 
     @asynccontextmanager
