@@ -1,48 +1,61 @@
 """Verify an attestation bundle offline: no database, no network, nothing above ``writ.attestations``.
 
-    report = verify_bundle(Path("plan.bundle.json").read_bytes(), trust_root_bytes)
+    report = verify_bundle(raw, trust_root_bytes, replayer=RegorusReplayer())
     print(report.summary())          # or BundleError: "approvals: ..." naming the first failed check
 
-    $ python -m writ.attestations.verify_bundle plan.bundle.json trust-root.json   # the same, standalone
+    report = verify_offline(raw, trust_root_bytes)       # the same, regorus wired in (writ.engine.policy.offline)
+    $ writ-verify-bundle plan.bundle.json --trust trust-root.json                # standalone
 
 Checks, in order: the manifest signed by the instance key of the trust root; every part's
-sha256 as the manifest lists it, no part missing or extra; the plan signed by a planner key of
-its own planner valid when it was made; the approvals meeting the recorded requirement (the
-requirement is the one the policy gave at export, read from the bundle, NOT re-evaluated);
+sha256 as the manifest lists it, no part missing or extra; the trust subset the bundle carries,
+each key in the auditor's root for the same principal and role (revocations in either apply;
+the keys below are the subset's, so verified); every included policy bundle hashing to the
+revision its name says; the plan signed by a planner key of its own planner valid when it was
+made; the approval requirement RE-EVALUATED by the included policy of the recorded revision
+(the recorded requirement is only compared, a difference reported); the approvals meeting it;
 every executed step one of the plan's steps, with the approved arguments, run once; the
 checkpoint signed by the instance key; every audit entry intact, about this plan and included
 in the checkpoint's tree; an audit entry for every submission, approval, claim, result and end
-the other parts state; a plan presented as completed had every step succeed.
+the other parts state; a plan presented as completed had every step succeed; every decision
+about the plan's calls listed as logged, and each policy decision given again by its
+revision's included policy (allow and reason codes), those the gateway gave alone excepted.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from writ.attestations.bundle_format import (
     AUDIT_PART,
     CHECKPOINT_PART,
+    DECISIONS_PART,
     EXECUTION_PART,
-    IN_TOTO_STATEMENT,
     MANIFEST_PAYLOAD_TYPE,
     MANIFEST_TYPE,
     PLAN_PART,
     REQUIREMENT_PART,
+    TRUST_PART,
+    entry_plan_id,
     split_bundle,
+    statement_predicate,
 )
 from writ.attestations.chain import compute_entry_hash
 from writ.attestations.merkle import verify_consistency, verify_inclusion
 from writ.attestations.notes import Checkpoint, open_checkpoint
+from writ.attestations.replay import (
+    PolicyReplayer,
+    effective_trust,
+    load_policies,
+    replay_decisions,
+    replay_requirement,
+)
 from writ.attestations.tree import entry_leaf
 from writ.engine.core.errors import BundleError, WritError
 from writ.engine.core.timeutil import parse_iso
 from writ.plans import dsse
-from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.canonical import digest, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey
 from writ.plans.models import Plan, PlanLimits
@@ -50,7 +63,7 @@ from writ.plans.trust import TrustSet
 from writ.plans.trust_store import load_trust_root
 from writ.plans.verify import require_approved, verify_plan_envelope
 
-__all__ = ["BundleReport", "verify_bundle"]
+__all__ = ["BundleReport", "PolicyReplayer", "verify_bundle"]
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,17 @@ class BundleReport:
     state: str
     entries: int
     checkpoint_size: int
+    decisions_replayed: int = 0
+    policy_revisions: tuple[str, ...] = ()
+    requirement_note: str | None = None  # the recorded requirement differed from the re-evaluated one
 
     def summary(self) -> str:
+        note = f"\nnote: {self.requirement_note}" if self.requirement_note else ""
         return (f"bundle OK: plan {self.plan_id} by {self.planner}, approved by {', '.join(self.approvers)}; "
                 f"{self.steps_run} step(s) run, state {self.state}; {self.entries} audit entries included "
-                f"in the signed checkpoint of {self.checkpoint_size} entries")
+                f"in the signed checkpoint of {self.checkpoint_size} entries; requirement and "
+                f"{self.decisions_replayed} decision(s) re-evaluated under {len(self.policy_revisions)} included "
+                f"policy revision(s){note}")
 
 
 def _instance_key(trust_root: bytes) -> tuple[TrustSet, PublicKey, str]:
@@ -97,17 +116,6 @@ def _manifest(parts: dict[str, bytes], env: dsse.Envelope, key: PublicKey) -> di
             raise BundleError("manifest digests", f"part {name} hashes to {sha256_digest(data)}, "
                               f"the manifest says {listed[name]}")
     return manifest
-
-
-def _statement(parts: dict[str, bytes], name: str, plan_id: str) -> dict[str, Any]:
-    doc = parse_strict(parts[name])
-    subject = [{"name": plan_id, "digest": {"sha256": plan_id.removeprefix("sha256:")}}]
-    if not isinstance(doc, dict) or doc.get("_type") != IN_TOTO_STATEMENT or doc.get("subject") != subject:
-        raise BundleError("statement subject", f"part {name} is not a statement about plan {plan_id}")
-    predicate = doc.get("predicate")
-    if not isinstance(predicate, dict):
-        raise BundleError("statement subject", f"part {name} has no predicate")
-    return predicate
 
 
 def _plan(parts: dict[str, bytes], trust: TrustSet, plan_id: str, limits: PlanLimits) -> Plan:
@@ -185,7 +193,7 @@ def _entries(audit: dict[str, Any], plan_id: str, checkpoint: Checkpoint) -> int
     entries = audit.get("entries") or []
     for e in entries:
         seq = e["seq"]
-        if e["payload"].get("plan_id") != plan_id:
+        if entry_plan_id(e["payload"]) != plan_id:
             raise BundleError("audit inclusion", f"audit entry {seq} is about another plan")
         got = compute_entry_hash(seq, e["created_at"], e["kind"], e["payload"], e["prev_hash"])
         if got != e["entry_hash"]:
@@ -226,51 +234,37 @@ def _held_against(bundle: Checkpoint, held: Checkpoint, audit: dict[str, Any]) -
                           f"you hold: {e}") from None
 
 
-def verify_bundle(raw: bytes, trust_root: bytes, *, held_note: str | None = None,
+def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, held_note: str | None = None,
                   limits: PlanLimits | None = None) -> BundleReport:
     """Every check of the module docstring; ``BundleError`` naming the first that fails.
 
+    ``replayer``: evaluates the included policy bundles (``writ.engine.policy.offline.RegorusReplayer``).
     ``held_note``: a checkpoint the auditor kept apart: of the bundle's tree, or of an older one the
     bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64).
     ``limits``: the plan bounds the instance used (``WRIT_LIMITS__PLAN__*``) when they are not the defaults.
     """
     try:
-        return _verify(raw, trust_root, held_note, limits or PlanLimits())
+        return _verify(raw, trust_root, replayer, held_note, limits or PlanLimits())
     except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
         # a part of the wrong shape (signed by the instance key, so made by whoever holds it)
         raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} {e}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m writ.attestations.verify_bundle BUNDLE TRUST_ROOT [CHECKPOINT]``: 0 and the report, or 1."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (2, 3):
-        print("usage: python -m writ.attestations.verify_bundle BUNDLE TRUST_ROOT [CHECKPOINT]", file=sys.stderr)
-        return 2
-    try:
-        held = Path(args[2]).read_text(errors="replace") if len(args) == 3 else None
-        report = verify_bundle(Path(args[0]).read_bytes(), Path(args[1]).read_bytes(), held_note=held)
-    except OSError as e:
-        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
-    except WritError as e:
-        print(f"bundle REFUSED: {e.message}", file=sys.stderr)
-        return 1
-    print(report.summary())
-    return 0
-
-
-def _verify(raw: bytes, trust_root: bytes, held_note: str | None, limits: PlanLimits) -> BundleReport:
-    trust, instance, origin = _instance_key(trust_root)
+def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held_note: str | None,
+            limits: PlanLimits) -> BundleReport:
+    auditor, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
     manifest = _manifest(parts, envelope, instance)
     plan_id = str(manifest.get("plan_id"))
-    for needed in (PLAN_PART, REQUIREMENT_PART, EXECUTION_PART, AUDIT_PART, CHECKPOINT_PART):
+    for needed in (PLAN_PART, REQUIREMENT_PART, EXECUTION_PART, AUDIT_PART, CHECKPOINT_PART, DECISIONS_PART,
+                   TRUST_PART):
         if needed not in parts:
             raise BundleError("manifest", f"the bundle has no {needed}")
+    trust = effective_trust(parts, plan_id, auditor, instance)
+    policies = load_policies(parts, replayer)
     plan = _plan(parts, trust, plan_id, limits)
-    requirement = ApprovalRequirement.model_validate(_statement(parts, REQUIREMENT_PART, plan_id))
-    execution = _statement(parts, EXECUTION_PART, plan_id)
+    requirement, note = replay_requirement(parts, plan_id, policies, plan)
+    execution = statement_predicate(parts, EXECUTION_PART, plan_id)
     steps = _steps(plan, execution)
     began = min((parse_iso(s["claimed_at"]) for s in steps), default=plan.created_at)
     approvals = [data for name, data in sorted(parts.items()) if name.startswith("approvals/")]
@@ -279,15 +273,12 @@ def _verify(raw: bytes, trust_root: bytes, held_note: str | None, limits: PlanLi
     except WritError as e:
         raise BundleError("approvals", e.message) from None
     checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
-    audit = _statement(parts, AUDIT_PART, plan_id)
+    audit = statement_predicate(parts, AUDIT_PART, plan_id)
     if held_note is not None:
         _held_against(checkpoint, _checkpoint(held_note, instance, origin, "the checkpoint you hold"), audit)
     entries = _entries(audit, plan_id, checkpoint)
     approvers = tuple(a.principal for a in result.approvals)
     _audit_matches(audit["entries"], plan, execution, approvers)
+    replayed = replay_decisions(parts, plan_id, audit["entries"], policies)
     return BundleReport(plan.id, plan.planner, approvers, len(steps), str(execution.get("state")), entries,
-                        checkpoint.size)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+                        checkpoint.size, replayed, tuple(sorted(policies)), note)

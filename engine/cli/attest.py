@@ -68,15 +68,17 @@ def export(plan_ref: str, output: Path) -> None:
 def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.
 
-    No database and no network. Exit 0 with a one-line report, 1 naming the failed check.
+    No database and no network. The approval requirement and every policy decision about the
+    plan's calls are re-evaluated with the policy bundles the bundle carries (ADR 0022), and the
+    bundle's keys are checked against --trust. Exit 0 with a short report, 1 naming the failed check.
 
     \b
     Example:
       writ attest verify plan.bundle.json --trust trust-root.json
     """
-    from writ.attestations.verify_bundle import verify_bundle
+    from writ.engine.policy.offline import verify_offline
 
     held = read_bounded(checkpoint_file, "checkpoint", 1 << 16).decode(errors="replace") if checkpoint_file else None
-    report = verify_bundle(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
-                           read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held)
+    report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
+                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held)
     click.echo(report.summary())

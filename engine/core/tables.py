@@ -420,3 +420,17 @@ class AuditCheckpointRow(SQLModel, table=True):
     key_id: str = Field(sa_column=Column(String(71), nullable=False))  # the instance key's sha256: id
     note: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str = Field(sa_column=Column(String(32), nullable=False))
+
+
+class PolicyBundleRow(SQLModel, table=True):
+    """The OPA bundle (``.tar.gz``) of one policy revision an engine of this instance loaded (ADR 0022).
+
+    Written by ``writ.attestations.policy_bundles.PolicyBundles`` when an engine first loads the
+    revision; read when an attestation bundle carries the policy that decided its plan.
+    """
+
+    __tablename__ = "policy_bundles"
+
+    revision: str = Field(sa_column=Column(String(71), primary_key=True))  # sha256: of the policy set
+    bundle: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    first_seen: str = Field(sa_column=Column(String(32), nullable=False))

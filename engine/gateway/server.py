@@ -286,7 +286,7 @@ class Gateway:
         engine = self.pdp.engine
         decision = Decision(decision_id=new_decision_id(), allow=False, reasons=[Reason(code=code, message=message)],
                             obligations=[], policy_revision=engine.revision, engine=engine.name, duration_us=0)
-        self.audit("decision", audit_payload(decision, inp))
+        self.audit("decision", {**audit_payload(decision, inp), "decided_by": "gateway"})  # not re-evaluated (ADR 0022)
         return decision
 
     def bound_context(self) -> PlanContext | None:

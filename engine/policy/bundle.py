@@ -67,17 +67,30 @@ def read_bundle(path: Path) -> dict[str, bytes]:
     """Members of a bundle, by path without the leading ``/``; InputError if it is not a bundle."""
     try:
         with tarfile.open(path, mode="r:gz") as tar:
-            out: dict[str, bytes] = {}
-            total = 0
-            for member in tar.getmembers():
-                if not member.isfile():
-                    continue
-                total += member.size
-                if total > MAX_BUNDLE_BYTES:
-                    raise InputError(f"{path}: bundle is larger than {MAX_BUNDLE_BYTES} bytes unpacked")
-                f = tar.extractfile(member)
-                if f is not None:
-                    out[member.name.lstrip("/")] = f.read()
-            return out
+            return _members(tar, str(path))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InputError(f"{path}: not a readable .tar.gz bundle: {e}") from None
+
+
+def bundle_members(raw: bytes, what: str = "policy bundle") -> dict[str, bytes]:
+    """``read_bundle`` of bytes in memory (e.g. a bundle carried in an attestation bundle)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+            return _members(tar, what)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise InputError(f"{what}: not a readable .tar.gz bundle: {e}") from None
+
+
+def _members(tar: tarfile.TarFile, what: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    total = 0
+    for member in tar.getmembers():
+        if not member.isfile():
+            continue
+        total += member.size
+        if total > MAX_BUNDLE_BYTES:
+            raise InputError(f"{what}: bundle is larger than {MAX_BUNDLE_BYTES} bytes unpacked")
+        f = tar.extractfile(member)
+        if f is not None:
+            out[member.name.lstrip("/")] = f.read()
+    return out

@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ class EmbeddedEngine(PolicyEngine):
         self._local = threading.local()
         self._warned: set[tuple[str, str]] = set()
         self.last_reload_error: PolicyLoadError | None = None
+        self.on_load: Callable[[PolicySet], None] | None = None  # told of each new revision put in force (ADR 0022)
 
     @property
     def policy_set(self) -> PolicySet:
@@ -135,6 +137,8 @@ class EmbeddedEngine(PolicyEngine):
             if changed:
                 self._loaded = _Loaded.of(new_set, compiled=self._compile)  # one reference assignment: atomic for readers
                 log.info("policy set reloaded: revision %s", new_set.revision)
+                if self.on_load is not None:
+                    self.on_load(new_set)
             return changed
         finally:
             self._reload_lock.release()

@@ -90,7 +90,7 @@ class DecisionPoint:
     def refuse_input(self, err: InputError) -> Decision:
         """A logged deny for input that could not even be parsed."""
         decision = deny(err.code, err.message, engine=self.engine.name, revision=self.engine.revision)
-        return self._log(decision, {"decision": decision.model_dump(mode="json"), "input": None})
+        return self._log(decision, {"decision": decision.model_dump(mode="json"), "input": None, "decided_by": "gateway"})
 
     def decide(self, inp: PolicyInput | dict[str, Any]) -> Decision:
         """Decide, then log; the decision returned is in the audit log (or is an ``audit_unavailable`` deny)."""

@@ -181,16 +181,17 @@ def load_policy_set(root: Path, *, include_tests: bool = False, check: bool = Tr
             shown = "\n".join(f"  {p}" for p in problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
             raise PolicyLoadError(f"policy set {root} has {len(problems)} problem(s):\n{shown}{more}")
-    revision = "sha256:" + hashlib.sha256(
-        rfc8785.dumps(
-            {
-                "modules": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in modules.items()},
-                "data": data,
-            }
-        )
-    ).hexdigest()
+    revision = set_revision(modules, data)
     return PolicySet(root=root, modules=modules, data=data, revision=revision,
                      data_files=tuple(str(p) for p in data_files))
+
+
+def set_revision(modules: dict[str, str], data: dict[str, Any]) -> str:
+    """The revision of a policy set: ``sha256:`` over its modules' digests and its data (RFC 8785)."""
+    return "sha256:" + hashlib.sha256(
+        rfc8785.dumps({"modules": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in modules.items()},
+                       "data": data})
+    ).hexdigest()
 
 
 # --- checking -----------------------------------------------------------------

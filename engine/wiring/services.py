@@ -34,6 +34,7 @@ from writ.engine.core.db import Database, open_database
 from writ.engine.core.errors import ConfigError, NotFoundError, WritError
 from writ.engine.core.settings import Settings
 from writ.engine.core.timeutil import utc_now
+from writ.engine.wiring.policy_record import record_sidecar, watch_embedded
 from writ.plans.assessment import PolicyEvaluator
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.plans.store import PlanStore
@@ -73,9 +74,12 @@ class LocalPolicy:
         local.evaluate("writ.approval.requirement", doc)     # loads and checks the policy set now
     """
 
-    def __init__(self, settings: Settings, engine: EmbeddedEngine | None = None) -> None:
+    def __init__(self, settings: Settings, engine: EmbeddedEngine | None = None, *,
+                 store: Database | None = None) -> None:
+        """``store``: where each policy revision the engine loads is recorded (ADR 0022); None: nowhere."""
         self._settings = settings
         self._engine = engine
+        self._store = store
         self._lock = threading.Lock()
 
     @property
@@ -85,6 +89,8 @@ class LocalPolicy:
                 from writ.engine.policy.embedded import EmbeddedEngine
 
                 self._engine = EmbeddedEngine(self._settings.effective_policy_dir, self._settings.limits)
+                if self._store is not None:
+                    watch_embedded(self._store, self._engine)
             return self._engine
 
     @property
@@ -105,14 +111,18 @@ def wire_services(
     # An EmbeddedEngine exists only if its module was imported: no need to import it (and regorus) to ask.
     embedded = sys.modules.get("writ.engine.policy.embedded")
     reuse = engine if embedded is not None and isinstance(engine, embedded.EmbeddedEngine) else None
-    local = LocalPolicy(settings, reuse)
+    local = LocalPolicy(settings, reuse, store=store)
+    if reuse is not None:
+        watch_embedded(store, reuse)  # each revision it loads is kept for attestation bundles
     policy: PolicyEvaluator
     if settings.engine == "embedded":
         policy = local
     else:
         from writ.engine.policy.pdp import make_engine
 
-        policy = engine or make_engine(settings)
+        sidecar = engine or make_engine(settings)
+        record_sidecar(store, sidecar, settings.effective_policy_dir)
+        policy = sidecar
     audit = audit or audit_log_for(settings, store)
     trust = TrustStore(store, policy_groups(local), audit=audit)
     plans = PlanStore(store, trust, policy, limits=settings.limits.plans, audit=audit)

@@ -191,14 +191,14 @@ def test_execution_end_is_recorded_from_the_store_then_export(world: World) -> N
     assert [e["event"] for e in entries][-3:] == ["execution_ended", "exported", "ended"]
     # the bundle is on disk, its digest in the log, and it verifies offline as the aborted plan it is
     from writ.attestations.checkpoints import instance_key_export
-    from writ.attestations.verify_bundle import verify_bundle
+    from writ.engine.policy.offline import verify_offline
     from writ.plans.canonical import sha256_digest
 
     exported = next(e for e in entries if e["event"] == "exported")
     raw = (world.settings.home / "bundles" / exported["bundle"]).read_bytes()
     assert exported["bundle_sha256"] == sha256_digest(raw)
     root = {**world.services.trust.export_trust_root(), "instance_key": instance_key_export(world.settings)}
-    report = verify_bundle(raw, json.dumps(root).encode())
+    report = verify_offline(raw, json.dumps(root).encode())
     assert (report.plan_id, report.state, report.approvers) == (record.id, "aborted", ("alice", "bob"))
 
 

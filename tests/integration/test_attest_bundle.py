@@ -1,8 +1,10 @@
-"""Attestation bundles (ADR 0020): one honest bundle of a completed plan verifies offline; each attack is refused.
+"""Attestation bundles (ADR 0020, 0022): one honest bundle of a completed plan verifies offline; each attack is refused.
 
 The bundle is built from a real store (SQLite) by ``build_bundle`` and verified by
-``verify_bundle`` with only the exported trust root, as an auditor would. Each mutation is
-what an operator with the database or the file could do, named for the attack.
+``verify_offline`` (regorus re-running the bundle's own policy) with only the exported trust
+root, as an auditor would. Each mutation is what an operator with the database, the instance
+key or the file could do, named for the attack; tests/vectors/bundles/mutations.json lists the
+attacks of ADR 0022 with the check and message each must be refused with.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
 
-from tests.integration.test_plan_store import NOW, World, make_world
+from tests.integration.test_plan_store import CALLS, NOW, World, make_world
 from writ.attestations.bundle import build_bundle
 from writ.attestations.bundle_format import (
     AUDIT_PART,
@@ -31,9 +33,17 @@ from writ.attestations.bundle_format import (
 )
 from writ.attestations.checkpoints import Checkpointer, default_origin
 from writ.attestations.notes import Checkpoint, note_key_id, open_checkpoint, sign_checkpoint
+from writ.attestations.audit import AuditLog
+from writ.attestations.bundle_format import DECISIONS_PART, POLICY_PREFIX, REQUIREMENT_PART, TRUST_PART, policy_part
+from writ.engine.core import reasons
 from writ.engine.core.db import Database
-from writ.engine.core.errors import BundleError
+from writ.engine.core.errors import BundleError, NotFoundError
+from writ.engine.policy.base import new_decision_id
 from writ.engine.policy.embedded import EmbeddedEngine
+from writ.engine.policy.models import Decision, PlanContext, PolicyInput, Reason, Session, Tool
+from writ.engine.policy.offline import verify_offline
+from writ.engine.policy.pdp import DecisionPoint, audit_payload
+from writ.engine.wiring.policy_record import watch_embedded
 from writ.plans import dsse
 from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.canonical import canonical_bytes, digest, parse_strict
@@ -50,14 +60,27 @@ def engine(policy_dir: Path) -> EmbeddedEngine:
     return EmbeddedEngine(policy_dir)
 
 
-class Honest:
-    """A completed plan, its bundle, the instance key and the trust root an auditor holds."""
+def step_input(plan_id: str, index: int, *, matches: bool = True, principal: str = "exec-bot") -> PolicyInput:
+    """The policy input the gateway builds for step ``index`` of the plan bound to exec-bot's session."""
+    call = CALLS[index]
+    return PolicyInput(principal=principal, role="executor", session=Session(id="s-exec"),
+                       tool=Tool(server=call["server"], name=call["tool"], definition_digest=call["definition_digest"]),
+                       args=call["args"], now=NOW,
+                       plan=PlanContext(id=plan_id, state="executing", planner="plan-bot",
+                                        expires_at=NOW + timedelta(hours=4), step_matches=matches, step_index=index))
 
-    def __init__(self, world: World, instance: PrivateKey) -> None:
-        self.world, self.instance = world, instance
+
+class Honest:
+    """A completed plan, its decisions, its bundle, the instance key and the trust root an auditor holds."""
+
+    def __init__(self, world: World, instance: PrivateKey, engine: EmbeddedEngine) -> None:
+        self.world, self.instance, self.engine = world, instance, engine
+        watch_embedded(world.store, engine)  # what the composition root does when an engine loads its policies
         self.checkpointer = Checkpointer(world.store, instance)
+        self.pdp = DecisionPoint(engine, AuditLog(world.store))
         self.plan = world.executing()
         for i in range(2):
+            assert self.pdp.decide(step_input(self.plan.id, i)).allow  # the gateway asks policy before each step
             world.claim(self.plan, i)
             world.plans.record_result(self.plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
         assert world.plans.finish(self.plan.id, "completed", now=NOW) is PlanState.COMPLETED
@@ -69,9 +92,9 @@ class Honest:
                                 "note_key_id": note_key_id(origin, instance.public_key).hex()}
         self.trust_root = json.dumps(root).encode()
 
-    def build(self, plan_id: str | None = None) -> bytes:
+    def build(self, plan_id: str | None = None, requirement: ApprovalRequirement = REQUIREMENT) -> bytes:
         return build_bundle(self.world.plans, self.world.store, self.checkpointer, self.instance,
-                            plan_id or self.plan.id, REQUIREMENT)
+                            plan_id or self.plan.id, requirement, requirement_revision=self.engine.revision)
 
     def resigned(self, change: Callable[[Parts], None], key: PrivateKey | None = None) -> bytes:
         """The bundle with its parts changed and the manifest re-signed (an attacker holding the instance key)."""
@@ -84,14 +107,12 @@ class Honest:
 
 @pytest.fixture
 def honest(store: Database, engine: EmbeddedEngine) -> Honest:
-    return Honest(make_world(store, engine), PrivateKey.generate())
+    return Honest(make_world(store, engine), PrivateKey.generate(), engine)
 
 
 def refused(honest: Honest, raw: bytes, check: str, match: str) -> None:
-    from writ.attestations.verify_bundle import verify_bundle
-
     with pytest.raises(BundleError, match=match) as caught:
-        verify_bundle(raw, honest.trust_root)
+        verify_offline(raw, honest.trust_root)
     assert caught.value.check == check
 
 
@@ -104,9 +125,7 @@ def statement_edit(part: str, edit: Callable[[dict[str, Any]], None]) -> Callabl
 
 
 def test_honest_bundle_verifies_offline(honest: Honest) -> None:
-    from writ.attestations.verify_bundle import verify_bundle
-
-    report = verify_bundle(honest.raw, honest.trust_root)
+    report = verify_offline(honest.raw, honest.trust_root)
     assert (report.plan_id, report.planner, sorted(report.approvers)) == (honest.plan.id, "plan-bot", ["alice", "bob"])
     assert (report.steps_run, report.state) == (2, "completed")
     assert report.entries >= 5 and report.checkpoint_size >= report.entries
@@ -198,12 +217,10 @@ def test_failed_plan_presented_as_completed(honest: Honest) -> None:
 
 
 def test_failed_plan_bundle_verifies_as_failed(honest: Honest) -> None:
-    from writ.attestations.verify_bundle import verify_bundle
-
     failed = honest.world.executing(now=NOW - timedelta(minutes=7))
     honest.world.claim(failed, 0)
     honest.world.plans.record_result(failed.id, 0, None, "failed", now=NOW)
-    assert verify_bundle(honest.build(failed.id), honest.trust_root).state == "failed"
+    assert verify_offline(honest.build(failed.id), honest.trust_root).state == "failed"
 
 
 def test_audit_proof_against_another_tree(honest: Honest) -> None:
@@ -281,34 +298,35 @@ def test_cli_export_then_verify_offline_and_a_changed_byte_is_named(tmp_path: Pa
 
 
 def test_held_checkpoint_of_a_rewritten_log(honest: Honest) -> None:
-    from writ.attestations.verify_bundle import verify_bundle
-
     held = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
-    assert verify_bundle(honest.raw, honest.trust_root, held_note=sign_checkpoint(held, honest.instance)).entries
+    assert verify_offline(honest.raw, honest.trust_root, held_note=sign_checkpoint(held, honest.instance)).entries
     other = Checkpoint(held.origin, held.size, bytes(32))  # what the auditor kept, before the operator rewrote
     with pytest.raises(BundleError, match="the log was rewritten: the tree of") as caught:
-        verify_bundle(honest.raw, honest.trust_root, held_note=sign_checkpoint(other, honest.instance))
+        verify_offline(honest.raw, honest.trust_root, held_note=sign_checkpoint(other, honest.instance))
     assert caught.value.check == "held checkpoint"
 
 
-def test_standalone_verifier_imports_only_attestations_plans_and_core(honest: Honest, tmp_path: Path) -> None:
+def test_standalone_verifier_imports_no_gateway_web_cli_workflows_or_database_driver(honest: Honest,
+                                                                                       tmp_path: Path) -> None:
     import subprocess
     import sys
 
     bundle, root = tmp_path / "b.json", tmp_path / "root.json"
     bundle.write_bytes(honest.raw)
     root.write_bytes(honest.trust_root)
-    code = ("import sys; from writ.attestations.verify_bundle import main; rc = main(sys.argv[1:]); "
-            "print(sorted(m for m in sys.modules if m.startswith('writ.') and not "
-            "m.startswith(('writ.attestations', 'writ.plans', 'writ.engine.core')))); sys.exit(rc)")
-    run = subprocess.run([sys.executable, "-c", code, str(bundle), str(root)], capture_output=True, text=True,
-                         check=False)
+    code = ("import sys; from writ.engine.policy.offline import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('writ.engine.gateway', 'writ.engine.web', "
+            "'writ.engine.cli', 'writ.workflows', 'writ.engine.policy.pdp', 'sqlite3', 'psycopg', 'psycopg2', "
+            "'asyncpg')))); sys.exit(rc)")
+    run = subprocess.run([sys.executable, "-c", code, str(bundle), "--trust", str(root)], capture_output=True,
+                         text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("bundle OK: plan " + honest.plan.id)
-    assert run.stdout.splitlines()[-1] == "['writ.engine']", run.stdout  # the package itself: no gateway, no web
+    assert "2 decision(s) re-evaluated" in run.stdout
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout  # an auditor installs only what verification needs
 
     bundle.write_bytes(honest.resigned(statement_edit(AUDIT_PART, lambda p: p["entries"].append({"seq": "x"}))))
-    bad = subprocess.run([sys.executable, "-m", "writ.attestations.verify_bundle", str(bundle), str(root)],
+    bad = subprocess.run([sys.executable, "-m", "writ.engine.policy.offline", str(bundle), "--trust", str(root)],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("bundle REFUSED: bundle format: a part does not have"), \
         bad.stderr
@@ -324,16 +342,193 @@ def test_approval_by_a_key_revoked_before_it_signed(honest: Honest) -> None:
 
 
 def test_held_older_checkpoint_is_extended_by_the_carried_consistency_proof(honest: Honest) -> None:
-    from writ.attestations.verify_bundle import verify_bundle
-
     held = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
     honest.world.pending(now=NOW - timedelta(minutes=8))  # the log grows after the auditor took its copy
     later = honest.build()
-    report = verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(held, honest.instance))
+    report = verify_offline(later, honest.trust_root, held_note=sign_checkpoint(held, honest.instance))
     assert report.checkpoint_size > held.size
     rewritten = Checkpoint(held.origin, held.size, bytes(32))  # what the auditor holds is not a prefix of the log
     with pytest.raises(BundleError, match=f"the log was rewritten since the checkpoint of {held.size} entries"):
-        verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(rewritten, honest.instance))
+        verify_offline(later, honest.trust_root, held_note=sign_checkpoint(rewritten, honest.instance))
     unknown = Checkpoint(held.origin, held.size - 1, bytes(32))  # no stored checkpoint of that size: no proof
     with pytest.raises(BundleError, match="carries no consistency proof between them"):
-        verify_bundle(later, honest.trust_root, held_note=sign_checkpoint(unknown, honest.instance))
+        verify_offline(later, honest.trust_root, held_note=sign_checkpoint(unknown, honest.instance))
+
+
+# -- ADR 0022: the bundle's own policy re-runs the requirement and the decisions; its keys meet the auditor's ----
+
+MUTATIONS = {m["name"]: m for m in json.loads(
+    (Path(__file__).parents[1] / "vectors" / "bundles" / "mutations.json").read_text())["mutations"]}
+
+
+def refused_as(honest: Honest, raw: bytes, name: str) -> None:
+    """Refused with the check and message tests/vectors/bundles/mutations.json gives for attack ``name``."""
+    refused(honest, raw, MUTATIONS[name]["check"], MUTATIONS[name]["match"])
+
+
+def test_every_listed_mutation_has_its_named_test() -> None:
+    assert {n for n in MUTATIONS if f"test_{n}" not in globals()} == set()
+
+
+def test_honest_bundle_carries_its_policy_decisions_and_trust_subset(honest: Honest) -> None:
+    parts, _ = split_bundle(honest.raw)
+    assert sorted(n for n in parts if n.startswith(POLICY_PREFIX)) == [policy_part(honest.engine.revision or "")]
+    decisions = parse_strict(parts[DECISIONS_PART])["predicate"]["decisions"]
+    assert [(d["allow"], d["decided_by"], d["policy_revision"]) for d in decisions] == \
+        [(True, "policy", honest.engine.revision)] * 2
+    subset = parse_strict(parts[TRUST_PART])["predicate"]
+    assert sorted({k["principal"] for k in subset["trust"]["keys"]}) == ["alice", "bob", "exec-bot", "plan-bot"]
+    report = verify_offline(honest.raw, honest.trust_root)
+    assert (report.decisions_replayed, report.policy_revisions) == (2, (honest.engine.revision,))
+
+
+def test_bundle_decision_disagrees_with_included_policy(honest: Honest) -> None:
+    # the gateway (or whoever writes the log) records an allow for a call that is not the plan's step
+    inp = step_input(honest.plan.id, 0, matches=False)
+    assert not honest.engine.decide(inp).allow  # what the policy really says
+    forged = Decision(decision_id=new_decision_id(), allow=True, reasons=[], obligations=[],
+                      policy_revision=honest.engine.revision, engine="embedded", duration_us=5)
+    AuditLog(honest.world.store).append("decision", audit_payload(forged, inp))
+    honest.raw = honest.build()  # every signature and proof genuine: only re-evaluation catches it
+    refused_as(honest, honest.raw, "bundle_decision_disagrees_with_included_policy")
+
+
+def test_bundle_requirement_lowered_in_recorded_statement(honest: Honest) -> None:
+    honest.raw = honest.build(requirement=ApprovalRequirement(quorum=1))
+
+    def drop(parts: Parts) -> None:
+        del parts[max(n for n in parts if n.startswith("approvals/"))]
+    refused_as(honest, honest.resigned(drop), "bundle_requirement_lowered_in_recorded_statement")
+
+
+def test_recorded_requirement_that_differs_is_reported_and_not_used(honest: Honest) -> None:
+    raw = honest.build(requirement=ApprovalRequirement(quorum=1))
+    report = verify_offline(raw, honest.trust_root)  # both approvals are there: the policy's quorum 2 is met
+    assert report.requirement_note is not None and "recorded requirement (quorum 1) differs" in report.requirement_note
+    assert "note: the recorded requirement" in report.summary()
+
+
+def subset_edit(edit: Callable[[dict[str, Any]], None]) -> Callable[[Parts], None]:
+    """Change the trust subset's keys and recompute its digest (the attacker holds the instance key)."""
+    from writ.plans.canonical import sha256_digest
+
+    def change(parts: Parts) -> None:
+        doc = parse_strict(parts[TRUST_PART])
+        edit(doc["predicate"]["trust"])
+        doc["predicate"]["digest"] = sha256_digest(canonical_bytes(doc["predicate"]["trust"]))
+        parts[TRUST_PART] = canonical_bytes(doc)
+    return change
+
+
+def test_bundle_trust_subset_key_not_in_auditor_root(honest: Honest) -> None:
+    mallory = PrivateKey.generate()
+    raw = honest.resigned(subset_edit(lambda t: t["keys"].append(
+        {"principal": "alice", "role": "approver", "public_key": mallory.public_key.to_base64(),
+         "not_before": None, "not_after": None, "revoked_at": None})))
+    refused_as(honest, raw, "bundle_trust_subset_key_not_in_auditor_root")
+
+
+def test_bundle_trust_subset_key_moved_to_another_principal(honest: Honest) -> None:
+    def edit(trust: dict[str, Any]) -> None:
+        for k in trust["keys"]:
+            if k["principal"] == "exec-bot":
+                k.update(principal="alice", role="approver")
+    refused_as(honest, honest.resigned(subset_edit(edit)), "bundle_trust_subset_key_moved_to_another_principal")
+
+
+def test_revocation_in_the_bundles_subset_applies(honest: Honest) -> None:
+    # the instance knew of bob's revocation (before he signed) and the auditor's older root does not: it applies
+    def edit(trust: dict[str, Any]) -> None:
+        for k in trust["keys"]:
+            if k["principal"] == "bob":
+                k["revoked_at"] = "2026-11-22T09:00:00Z"
+    refused(honest, honest.resigned(subset_edit(edit)), "approvals", r"has 1/2 approvals; missing: 1 more approval")
+
+
+def test_bundle_policy_swapped_for_another_revision(honest: Honest, policy_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from writ.engine.policy.bundle import bundle_bytes
+    from writ.engine.policy.policyset import load_policy_set
+
+    mine = tmp_path / "policies"
+    shutil.copytree(policy_dir, mine, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    tools = mine / "writ" / "tools.json"
+    tools.write_text(tools.read_text().replace('"git_commit": "write"', '"git_commit": "read"'))
+    other = load_policy_set(mine)
+    assert other.revision != honest.engine.revision
+    name = policy_part(honest.engine.revision or "")
+    raw = honest.resigned(lambda parts: parts.__setitem__(name, bundle_bytes(other)))
+    refused_as(honest, raw, "bundle_policy_swapped_for_another_revision")
+
+
+def test_bundle_decision_dropped_from_decisions_part(honest: Honest) -> None:
+    raw = honest.resigned(statement_edit(DECISIONS_PART, lambda p: p["decisions"].pop()))
+    refused_as(honest, raw, "bundle_decision_dropped_from_decisions_part")
+
+
+def test_gateway_refusal_is_listed_and_not_re_evaluated(honest: Honest) -> None:
+    inp = step_input(honest.plan.id, 1)  # the policy would allow it: the gateway refused first (principal locked)
+    locked = Decision(decision_id=new_decision_id(), allow=False, obligations=[], policy_revision=None,
+                      reasons=[Reason(code=reasons.PRINCIPAL_LOCKED, message="locked")], engine="embedded",
+                      duration_us=0)
+    AuditLog(honest.world.store).append("decision", {**audit_payload(locked, inp), "decided_by": "gateway"})
+    report = verify_offline(honest.build(), honest.trust_root)
+    assert report.decisions_replayed == 2
+    decisions = parse_strict(split_bundle(honest.build())[0][DECISIONS_PART])["predicate"]["decisions"]
+    assert [d["decided_by"] for d in decisions] == ["policy", "policy", "gateway"]
+
+
+def test_bundle_gateway_allow_without_policy(honest: Honest) -> None:
+    inp = step_input(honest.plan.id, 1)
+    forged = Decision(decision_id=new_decision_id(), allow=True, reasons=[], obligations=[],
+                      policy_revision=None, engine="embedded", duration_us=0)
+    AuditLog(honest.world.store).append("decision", {**audit_payload(forged, inp), "decided_by": "gateway"})
+    refused_as(honest, honest.build(), "bundle_gateway_allow_without_policy")
+
+
+def test_legacy_gateway_deny_is_known_by_its_reason_codes(honest: Honest) -> None:
+    inp = step_input(honest.plan.id, 1)
+    legacy = Decision(decision_id=new_decision_id(), allow=False, obligations=[], policy_revision=None,
+                      reasons=[Reason(code=reasons.PRINCIPAL_DISABLED, message="disabled")], engine="embedded",
+                      duration_us=0)
+    AuditLog(honest.world.store).append("decision", audit_payload(legacy, inp))  # written before decided_by
+    assert verify_offline(honest.build(), honest.trust_root).decisions_replayed == 2
+
+
+def test_export_refuses_a_plan_whose_policy_revision_was_never_recorded(honest: Honest) -> None:
+    honest.world.sql("DELETE FROM policy_bundles")
+    with pytest.raises(NotFoundError, match=f"policy revision {honest.engine.revision} decided this plan but its "
+                       "policy bundle was never recorded"):
+        honest.build()
+
+
+def test_each_policy_revision_an_engine_reloads_is_recorded(store: Database, policy_dir: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from writ.attestations.policy_bundles import PolicyBundles
+    from writ.engine.policy.offline import policy_set_of
+
+    mine = tmp_path / "policies"
+    shutil.copytree(policy_dir, mine, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    engine = EmbeddedEngine(mine)
+    watch_embedded(store, engine)
+    first = engine.revision
+    tools = mine / "writ" / "tools.json"
+    tools.write_text(tools.read_text().replace('"git_commit": "write"', '"git_commit": "read"'))
+    assert engine.reload_if_changed(force=True)
+    stored = PolicyBundles(store)
+    assert [r for r, _ in stored.revisions()] == [first, engine.revision]
+    assert policy_set_of(stored.get(first) or b"").revision == first  # the bytes re-hash to their revision
+
+
+@pytest.mark.filterwarnings("ignore:.*expression-based index")
+def test_migration_0011_matches_the_policy_bundles_table(store: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert [d for d in diffs if "policy_bundles" in repr(d)] == []
