@@ -43,7 +43,8 @@ from writ.attestations.bundle_format import (
     statement_predicate,
 )
 from writ.attestations.chain import compute_entry_hash
-from writ.attestations.merkle import verify_consistency, verify_inclusion
+from writ.attestations.held import held_against
+from writ.attestations.merkle import verify_inclusion
 from writ.attestations.notes import Checkpoint, open_checkpoint
 from writ.attestations.replay import (
     PolicyReplayer,
@@ -214,43 +215,24 @@ def _checkpoint(note: str, instance: PublicKey, origin: str, what: str) -> Check
                           f"{e.message}") from None
 
 
-def _held_against(bundle: Checkpoint, held: Checkpoint, audit: dict[str, Any]) -> None:
-    """The held checkpoint against the bundle's: the same tree, or an older one the carried proof extends."""
-    if held.size == bundle.size:
-        if held.root != bundle.root:
-            raise BundleError("held checkpoint", f"the log was rewritten: the tree of {held.size} entries you hold "
-                              f"has root {held.root.hex()}, the bundle's {bundle.root.hex()}")
-        return
-    proof = (audit.get("consistency") or {}).get(str(held.size)) if held.size < bundle.size else None
-    if proof is None:
-        raise BundleError("held checkpoint", f"the checkpoint you hold is of {held.size} entries, the bundle's of "
-                          f"{bundle.size}, and the bundle carries no consistency proof between them; check the "
-                          "log itself with `writ audit verify --checkpoint FILE`")
-    try:
-        verify_consistency(held.size, bundle.size, held.root, bundle.root,
-                           [base64.b64decode(h, validate=True) for h in proof])
-    except (WritError, binascii.Error) as e:
-        raise BundleError("held checkpoint", f"the log was rewritten since the checkpoint of {held.size} entries "
-                          f"you hold: {e}") from None
-
-
 def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, held_note: str | None = None,
-                  limits: PlanLimits | None = None) -> BundleReport:
+                  held_proof: bytes | None = None, limits: PlanLimits | None = None) -> BundleReport:
     """Every check of the module docstring; ``BundleError`` naming the first that fails.
 
     ``replayer``: evaluates the included policy bundles (``writ.engine.policy.offline.RegorusReplayer``).
     ``held_note``: a checkpoint the auditor kept apart: of the bundle's tree, or of an older one the
-    bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64).
+    bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64), or of
+    a LATER tree with ``held_proof``, the proof ``writ audit consistency`` wrote from the bundle's to it.
     ``limits``: the plan bounds the instance used (``WRIT_LIMITS__PLAN__*``) when they are not the defaults.
     """
     try:
-        return _verify(raw, trust_root, replayer, held_note, limits or PlanLimits())
+        return _verify(raw, trust_root, replayer, (held_note, held_proof), limits or PlanLimits())
     except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
         # a part of the wrong shape (signed by the instance key, so made by whoever holds it)
         raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} {e}") from None
 
 
-def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held_note: str | None,
+def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple[str | None, bytes | None],
             limits: PlanLimits) -> BundleReport:
     auditor, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
@@ -274,8 +256,8 @@ def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held_note: 
         raise BundleError("approvals", e.message) from None
     checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
     audit = statement_predicate(parts, AUDIT_PART, plan_id)
-    if held_note is not None:
-        _held_against(checkpoint, _checkpoint(held_note, instance, origin, "the checkpoint you hold"), audit)
+    if held[0] is not None:
+        held_against(checkpoint, _checkpoint(held[0], instance, origin, "the checkpoint you hold"), audit, held[1])
     entries = _entries(audit, plan_id, checkpoint)
     approvers = tuple(a.principal for a in result.approvals)
     _audit_matches(audit["entries"], plan, execution, approvers)

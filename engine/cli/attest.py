@@ -64,8 +64,11 @@ def export(plan_ref: str, output: Path) -> None:
               help="The trust root (`writ trust export`), with the instance key.")
 @click.option("--checkpoint", "checkpoint_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A signed checkpoint you kept apart (one note): of the bundle's tree, or an older one it proves extended.")
+@click.option("--proof", "proof_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="For a --checkpoint LATER than the bundle's: the proof from the bundle's tree to it "
+              "(`writ audit consistency --old N --new M -o FILE`).")
 @writ_command(store="none")  # an auditor verifies offline: no data directory, no database
-def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None) -> None:
+def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_file: Path | None) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.
 
     No database and no network. The approval requirement and every policy decision about the
@@ -75,10 +78,12 @@ def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None) -> None
     \b
     Example:
       writ attest verify plan.bundle.json --trust trust-root.json
+      writ attest verify plan.bundle.json --trust trust-root.json --checkpoint later.note --proof proof.json
     """
     from writ.engine.policy.offline import verify_offline
 
     held = read_bounded(checkpoint_file, "checkpoint", 1 << 16).decode(errors="replace") if checkpoint_file else None
+    proof = read_bounded(proof_file, "consistency proof", 1 << 20) if proof_file else None
     report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
-                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held)
+                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held, held_proof=proof)
     click.echo(report.summary())

@@ -5,6 +5,7 @@
     $ writ audit verify --checkpoint auditor-copy.log
     audit log bad at entry 1199 (truncated): the log ends at entry 1198 but a signed checkpoint ...
     $ writ audit checkpoint            # sign the tree now: the C2SP signed note, also in <data dir>/checkpoints.log
+    $ writ audit consistency --old 1200 --new 1500 -o proof.json   # for `writ attest verify --proof`
     $ writ audit list -n 5
 
 Exit status: 0 when the log verifies, 1 when an entry is bad, 2 when the log or a checkpoint
@@ -153,6 +154,52 @@ def checkpoint(as_json: bool) -> None:
                    "file": str(checkpoints.file) if checkpoints.file else None})
         return
     click.echo(made.note, nl=False)
+
+
+@audit.command("consistency")
+@click.option("--old", "old_size", required=True, type=click.IntRange(min=1), metavar="N",
+              help="The size of the older tree (e.g. the bundle's checkpoint).")
+@click.option("--new", "new_size", type=click.IntRange(min=1), metavar="M",
+              help="The size of the later tree the auditor holds a checkpoint of (default: the latest stored one).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="File to write the proof to (never overwritten); default: print it.")
+@writ_command(error_exit=2)
+def consistency(old_size: int, new_size: int | None, output: Path | None) -> None:
+    """Prove the audit log's tree of N entries is a prefix of the tree of M entries (RFC 6962), as JSON.
+
+    For an auditor holding a bundle (its checkpoint of N entries) and a later signed checkpoint
+    of M entries: `writ attest verify BUNDLE --trust ROOT --checkpoint LATER.note --proof FILE`
+    then checks offline that the log was only appended to in between. The proof needs no
+    trust: both checkpoints' signatures carry it.
+
+    \b
+    Example:
+      writ audit consistency --old 1200 --new 1500 -o proof.json
+    """
+    from writ.attestations.checkpoints import Checkpointer
+    from writ.attestations.held import consistency_document
+    from writ.attestations.tree import AuditTree
+    from writ.engine.cli.support import write_new
+    from writ.engine.core.db import open_database
+
+    settings: Settings = click.get_current_context().obj
+    with open_database(settings, create=False) as store:
+        if new_size is None:
+            latest = Checkpointer.from_settings(settings, store).latest()
+            if latest is None:
+                raise InputError("there is no stored checkpoint: give --new, or sign one with `writ audit checkpoint`")
+            new_size = latest.checkpoint.size
+        tree = AuditTree(store)
+        if not old_size <= new_size <= tree.size():
+            raise InputError(f"no consistency proof from {old_size} to {new_size} entries: the log holds "
+                             f"{tree.size()} (need N <= M <= that)")
+        doc = consistency_document(tree.root(old_size), tree.root(new_size), tree.consistency_proof(old_size, new_size))
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_new(output, text.encode(), "consistency proof")
+    click.echo(f"wrote {output}: consistency of the tree of {old_size} entries with the tree of {new_size}")
 
 
 @audit.command("list")

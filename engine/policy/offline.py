@@ -3,7 +3,7 @@
     report = verify_offline(Path("plan.bundle.json").read_bytes(), Path("trust-root.json").read_bytes())
     print(report.summary())          # or BundleError naming the first failed check
 
-    $ writ-verify-bundle plan.bundle.json --trust trust-root.json [--checkpoint held.note]
+    $ writ-verify-bundle plan.bundle.json --trust trust-root.json [--checkpoint held.note [--proof proof.json]]
     $ python -m writ.engine.policy.offline plan.bundle.json --trust trust-root.json
 
 ``writ.attestations.verify_bundle`` does every check; this module gives it ``RegorusReplayer``,
@@ -147,23 +147,30 @@ class RegorusReplayer:
 
 
 def verify_offline(raw: bytes, trust_root: bytes, *, held_note: str | None = None,
-                   limits: PlanLimits | None = None) -> BundleReport:
-    """``verify_bundle`` with the included policies re-evaluated by regorus; ``BundleError`` naming the first failure."""
-    return verify_bundle(raw, trust_root, replayer=RegorusReplayer(), held_note=held_note, limits=limits)
+                   limits: PlanLimits | None = None, held_proof: bytes | None = None) -> BundleReport:
+    """``verify_bundle`` with the included policies re-evaluated by regorus; ``BundleError`` naming the first failure.
+
+    ``held_note``: a checkpoint kept apart; ``held_proof``: when it is later than the bundle's, the
+    consistency proof to it (``writ audit consistency``).
+    """
+    return verify_bundle(raw, trust_root, replayer=RegorusReplayer(), held_note=held_note, held_proof=held_proof,
+                         limits=limits)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``writ-verify-bundle BUNDLE --trust ROOT [--checkpoint NOTE]``: exit 0 and the report, 1 refused, 2 unreadable."""
+    """``writ-verify-bundle BUNDLE --trust ROOT [--checkpoint NOTE [--proof FILE]]``: exit 0, 1 refused, 2 unreadable."""
     parser = argparse.ArgumentParser(
         prog="writ-verify-bundle", description="Verify a Writ attestation bundle offline, re-running its policy.",
         epilog="example: writ-verify-bundle plan.bundle.json --trust trust-root.json")
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--trust", type=Path, required=True, help="the trust root (`writ trust export`)")
     parser.add_argument("--checkpoint", type=Path, help="a signed checkpoint you kept apart")
+    parser.add_argument("--proof", type=Path, help="for a later --checkpoint: `writ audit consistency`'s proof to it")
     args = parser.parse_args(argv)
     try:
         held = args.checkpoint.read_text(errors="replace") if args.checkpoint else None
-        report = verify_offline(args.bundle.read_bytes(), args.trust.read_bytes(), held_note=held)
+        proof = args.proof.read_bytes() if args.proof else None
+        report = verify_offline(args.bundle.read_bytes(), args.trust.read_bytes(), held_note=held, held_proof=proof)
     except OSError as e:
         print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
         return 2

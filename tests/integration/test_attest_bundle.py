@@ -532,3 +532,96 @@ def test_migration_0011_matches_the_policy_bundles_table(store: Database) -> Non
     with store.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert [d for d in diffs if "policy_bundles" in repr(d)] == []
+
+
+# -- a LATER checkpoint the auditor holds: the operator proves the bundle's tree is a prefix of it -------------
+
+
+def later_world(honest: Honest) -> tuple[Checkpoint, list[str]]:
+    """The log grows after the bundle was made, the instance signs a checkpoint the auditor keeps; its tree's hashes."""
+    from writ.attestations.merkle import MemoryTree
+    from writ.attestations.tree import entry_leaf
+
+    honest.world.pending(now=NOW - timedelta(minutes=8))
+    later = honest.checkpointer.checkpoint().checkpoint
+    hashes = [e.entry_hash for e in AuditLog(honest.world.store).tail(later.size)]
+    assert MemoryTree(entry_leaf(h) for h in hashes).root() == later.root
+    return later, hashes
+
+
+def test_bundle_checkpoint_consistent_with_later_held_checkpoint(honest: Honest) -> None:
+    bundle_cp = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
+    later, _ = later_world(honest)
+    assert later.size > bundle_cp.size
+    note = sign_checkpoint(later, honest.instance)
+    with pytest.raises(BundleError, match="give the consistency proof between them"):
+        verify_offline(honest.raw, honest.trust_root, held_note=note)
+    from writ.attestations.held import consistency_document
+    from writ.attestations.tree import AuditTree
+
+    tree = AuditTree(honest.world.store)
+    proof = json.dumps(consistency_document(tree.root(bundle_cp.size), tree.root(later.size),
+                                            tree.consistency_proof(bundle_cp.size, later.size))).encode()
+    report = verify_offline(honest.raw, honest.trust_root, held_note=note, held_proof=proof)
+    assert report.checkpoint_size == bundle_cp.size
+
+
+def test_bundle_checkpoint_of_a_rewritten_log_against_later_held_checkpoint(honest: Honest) -> None:
+    # the auditor holds a later checkpoint; the operator then rewrote an entry the bundle covers and re-signed
+    # the bundle's own checkpoint over the rewritten tree: no proof from the bundle's tree to the held one exists
+    from writ.attestations.held import consistency_document
+    from writ.attestations.merkle import MemoryTree
+    from writ.attestations.tree import entry_leaf
+
+    bundle_cp = open_checkpoint(split_bundle(honest.raw)[0][CHECKPOINT_PART].decode(), honest.instance.public_key)
+    later, hashes = later_world(honest)
+    note = sign_checkpoint(later, honest.instance)
+    forged = MemoryTree(entry_leaf(h) for h in ["sha256:" + "ee" * 32, *hashes[1:]])  # entry 1 rewritten
+    proof = json.dumps(consistency_document((bundle_cp.size, forged.root(bundle_cp.size)),
+                                            (later.size, forged.root()),
+                                            forged.consistency_proof(bundle_cp.size, later.size))).encode()
+    rewritten = sign_checkpoint(Checkpoint(bundle_cp.origin, bundle_cp.size, forged.root(bundle_cp.size)),
+                                honest.instance).encode()
+    raw = honest.resigned(lambda parts: parts.__setitem__(CHECKPOINT_PART, rewritten))
+    with pytest.raises(BundleError, match=f"the log was rewritten between the bundle's checkpoint and the one of "
+                       f"{later.size} entries you hold") as caught:
+        verify_offline(raw, honest.trust_root, held_note=note, held_proof=proof)
+    assert caught.value.check == "held checkpoint"
+    with pytest.raises(BundleError, match="the consistency proof is from"):
+        verify_offline(honest.raw, honest.trust_root, held_note=note, held_proof=json.dumps(
+            {**json.loads(proof), "old_size": bundle_cp.size - 1}).encode())
+
+
+def test_cli_audit_consistency_then_attest_verify_with_a_later_checkpoint(tmp_path: Path, engine: EmbeddedEngine
+                                                                           ) -> None:
+    from writ.engine.core.settings import Settings
+    from writ.engine.wiring.services import open_services
+
+    home = tmp_path / "home"
+    assert writ_cli(home, "init").exit_code == 0
+    with open_services(Settings(home=home)) as w:
+        world = make_world(w.store, engine)
+        watch_embedded(w.store, engine)
+        plan = world.executing()
+        for i in range(2):
+            world.claim(plan, i)
+            world.plans.record_result(plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
+        world.plans.finish(plan.id, "completed", now=NOW)
+    bundle, root, proof = tmp_path / "plan.bundle.json", tmp_path / "root.json", tmp_path / "proof.json"
+    assert writ_cli(home, "attest", "export", plan.id, "-o", str(bundle)).exit_code == 0
+    assert writ_cli(home, "trust", "export", "-o", str(root)).exit_code == 0
+    with open_services(Settings(home=home)) as w:
+        w.audit.append("plan_event", {"event": "later", "plan_id": "sha256:" + "00" * 32})  # the log grows
+    later = writ_cli(home, "audit", "checkpoint")
+    assert later.exit_code == 0, later.output
+    held = tmp_path / "later.note"
+    held.write_text(later.output)
+    size = int(later.output.splitlines()[1])  # a checkpoint's body: origin, size, root
+    old_size = int(split_bundle(bundle.read_bytes())[0][CHECKPOINT_PART].decode().splitlines()[1])
+    assert size > old_size
+    made = writ_cli(home, "audit", "consistency", "--old", str(old_size), "--new", str(size), "-o", str(proof))
+    assert made.exit_code == 0, made.output
+    elsewhere = tmp_path / "elsewhere"
+    ok = writ_cli(elsewhere, "attest", "verify", str(bundle), "--trust", str(root), "--checkpoint", str(held),
+                  "--proof", str(proof))
+    assert ok.exit_code == 0 and ok.output.startswith("bundle OK"), ok.output
