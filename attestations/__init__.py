@@ -8,5 +8,7 @@
 Entry points: ``audit`` (the log), ``tree`` (roots and proofs from the database), ``merkle``
 (RFC 6962 / 9162 hashing and proofs, pure), ``notes`` (C2SP signed notes and checkpoints, pure),
 ``checkpoints`` (making, storing and reading signed checkpoints), ``bundle`` (a plan's attestation
-bundle from the stores) and ``verify_bundle`` (checking one offline, standalone).
+bundle from the stores), ``policy_bundles`` (each policy revision's OPA bundle, kept) and
+``verify_bundle`` (checking one offline; ``replay`` re-evaluates its policy through a
+``PolicyReplayer``, which ``writ.engine.policy.offline.verify_offline`` provides with regorus).
 """
