@@ -625,3 +625,31 @@ def test_cli_audit_consistency_then_attest_verify_with_a_later_checkpoint(tmp_pa
     ok = writ_cli(elsewhere, "attest", "verify", str(bundle), "--trust", str(root), "--checkpoint", str(held),
                   "--proof", str(proof))
     assert ok.exit_code == 0 and ok.output.startswith("bundle OK"), ok.output
+
+
+def test_beside_opa_the_local_bundle_is_recorded_only_when_opa_runs_its_revision(store: Database, policy_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    import shutil
+
+    from tests.support.opa_rest_server import spawn
+    from writ.attestations.policy_bundles import PolicyBundles
+    from writ.engine.policy.bundle import write_bundle
+    from writ.engine.policy.policyset import load_policy_set
+    from writ.engine.policy.sidecar import OpaSidecarEngine
+    from writ.engine.wiring.policy_record import record_sidecar
+
+    ps = load_policy_set(policy_dir)
+    write_bundle(ps, tmp_path / "writ.tar.gz")
+    other = tmp_path / "other"  # the local directory changed since OPA loaded its bundle
+    shutil.copytree(policy_dir, other, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    tools = other / "writ" / "tools.json"
+    tools.write_text(tools.read_text().replace('"git_commit": "write"', '"git_commit": "read"'))
+    with spawn(tmp_path / "writ.tar.gz") as server:
+        engine = OpaSidecarEngine(server.url)
+        assert not record_sidecar(store, engine, policy_dir)  # OPA has not answered yet: its revision is unknown
+        engine.decide(step_input("sha256:" + "ab" * 32, 0))
+        assert engine.revision == ps.revision
+        assert not record_sidecar(store, engine, other)
+        assert PolicyBundles(store).revisions() == []
+        assert record_sidecar(store, engine, policy_dir)
+    assert [r for r, _ in PolicyBundles(store).revisions()] == [ps.revision]
