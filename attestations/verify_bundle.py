@@ -13,7 +13,10 @@ the keys below are the subset's, so verified); every included policy bundle hash
 revision its name says; the plan signed by a planner key of its own planner valid when it was
 made; the approval requirement RE-EVALUATED by the included policy of the recorded revision
 (the recorded requirement is only compared, a difference reported); the approvals meeting it;
-every executed step one of the plan's steps, with the approved arguments, run once; the
+every executed step one of the plan's steps, with the approved arguments, run once, by the
+executor that began the plan (never the planner), claimed before the plan expired, every logged
+claim on the approved tool (attestations/bundle_steps.py), and only approvals logged and signed
+before the first claim counted; the
 checkpoint signed by the instance key; every audit entry intact, about this plan and included
 in the checkpoint's tree; an audit entry for every submission, approval, claim, result and end
 the other parts state; a plan presented as completed had every step succeed; every decision
@@ -42,6 +45,7 @@ from writ.attestations.bundle_format import (
     split_bundle,
     statement_predicate,
 )
+from writ.attestations.bundle_steps import approvals_in_time, check_claims, check_executors, claim_time
 from writ.attestations.chain import compute_entry_hash
 from writ.attestations.held import held_against
 from writ.attestations.merkle import verify_inclusion
@@ -55,7 +59,7 @@ from writ.attestations.replay import (
 )
 from writ.attestations.tree import entry_leaf
 from writ.engine.core.errors import BundleError, WritError
-from writ.engine.core.timeutil import parse_iso
+from writ.engine.core.timeutil import db_time
 from writ.plans import dsse
 from writ.plans.canonical import digest, parse_strict, sha256_digest
 from writ.plans.keys import PublicKey
@@ -166,7 +170,8 @@ def _audit_matches(entries: list[dict[str, Any]], plan: Plan, execution: dict[st
     for s in execution["steps"]:
         i = s["step_index"]
         wanted.append((f"step {i}'s claim", "step_claim",
-                       {"step_index": i, "args_digest": s["args_digest"], "claimed": True}))
+                       {"step_index": i, "args_digest": s["args_digest"], "claimed": True, "executor": s["executor"],
+                        "at": db_time(claim_time(s))}))
         if s.get("outcome") is not None:
             wanted.append((f"step {i}'s result", "step_result", {"step_index": i, "outcome": s["outcome"]}))
     state = execution.get("state")
@@ -248,14 +253,19 @@ def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple
     requirement, note = replay_requirement(parts, plan_id, policies, plan)
     execution = statement_predicate(parts, EXECUTION_PART, plan_id)
     steps = _steps(plan, execution)
-    began = min((parse_iso(s["claimed_at"]) for s in steps), default=plan.created_at)
-    approvals = [data for name, data in sorted(parts.items()) if name.startswith("approvals/")]
-    try:
-        result = require_approved(plan, approvals, trust, now=began, requirement=requirement, limits=limits)
-    except WritError as e:
-        raise BundleError("approvals", e.message) from None
-    checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
+    check_executors(plan, execution, trust)
     audit = statement_predicate(parts, AUDIT_PART, plan_id)
+    check_claims(plan, audit["entries"], execution)
+    first = min(steps, key=claim_time, default=None)
+    began = claim_time(first) if first else None
+    approvals, late = approvals_in_time([data for name, data in sorted(parts.items()) if name.startswith("approvals/")],
+                                        audit["entries"], began, first and first["step_index"])
+    try:
+        result = require_approved(plan, approvals, trust, now=began or plan.created_at, requirement=requirement,
+                                  limits=limits)
+    except WritError as e:
+        raise BundleError("approvals", e.message + "".join(f"; not counted: {why}" for why in late)) from None
+    checkpoint = _checkpoint(parts[CHECKPOINT_PART].decode(), instance, origin, "the bundle's checkpoint")
     if held[0] is not None:
         held_against(checkpoint, _checkpoint(held[0], instance, origin, "the checkpoint you hold"), audit, held[1])
     entries = _entries(audit, plan_id, checkpoint)
