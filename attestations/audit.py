@@ -36,15 +36,15 @@ import rfc8785
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from writ.attestations.audit_append import reread_head, shared_head, write_entry
 from writ.attestations.chain import AuditProblem, AuditReport, compute_entry_hash, parse_payload, walk_chain
 from writ.attestations.checkpoints import Checkpointer, HeldCheckpoint
 from writ.attestations.instance_key import instance_key_path
-from writ.attestations.tree import AuditTree, append_rows
+from writ.attestations.tree import AuditTree
 from writ.attestations.tree_check import Finding, TreeCheck
 from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import AuditError, VerificationError
 from writ.engine.core.tables import GENESIS_HASH, AuditLogRow
-from writ.engine.core.timeutil import db_time, utc_now
 
 if TYPE_CHECKING:
     from writ.engine.core.settings import Settings
@@ -92,8 +92,11 @@ class AuditLog:
         timeout_s: float = 30.0,
         batch_size: int = 1000,
         on_append: Callable[[int], None] | None = None,
+        flush_s: float = 1.0,
     ) -> None:
         """``max_attempts`` and ``timeout_s`` bound how long ``append`` retries a contended slot.
+
+        ``flush_s``: a non-durable append is fsynced within this (``WRIT_AUDIT__FLUSH_S``).
 
         ``on_append(seq)`` runs after each committed append (``Checkpointer.after_append``); it must not raise.
         """
@@ -102,18 +105,23 @@ class AuditLog:
         self._timeout_s = timeout_s
         self._batch_size = batch_size
         self._on_append = on_append
+        self._flush_s = flush_s
+        self._head = shared_head(store)  # process-wide per database: every AuditLog on `store` shares it
         self.tree = AuditTree(store)
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
-        """Add one entry at the end of the chain, or raise ``AuditError``; nothing is half written."""
+    def append(self, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> AuditEntry:
+        """Add one entry at the end of the chain, or raise ``AuditError``; nothing is half written.
+
+        ``durable=True``: committed and fsynced when it returns. ``durable=False``: committed (every
+        reader sees it, a killed process loses nothing), fsynced within ``flush_s`` (ADR 0021).
+        """
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise AuditError(
                 f"audit entry kind {kind!r} is invalid: expected [a-z][a-z0-9_.-]*, at most 64"
             )
         try:
-            payload_text = rfc8785.dumps(dict(payload)).decode()
+            payload_text = rfc8785.dumps(dict(payload)).decode()  # the one canonicalization
             value = parse_payload(payload_text)
-            compute_entry_hash(1, "", kind, value, GENESIS_HASH)  # what verify will do with it
         except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
             raise AuditError(
                 f"audit payload of kind {kind!r} is not encodable as RFC 8785 JSON: {e}"
@@ -121,7 +129,7 @@ class AuditLog:
         deadline = time.monotonic() + self._timeout_s
         for attempt in range(1, self._max_attempts + 1):
             try:
-                entry = self._try_append(kind, payload_text, value)
+                entry = self._try_append(kind, payload_text, value, durable)
             except _LostRace:
                 if time.monotonic() > deadline:
                     break
@@ -133,6 +141,8 @@ class AuditLog:
                     f"cannot append a {kind!r} entry to the audit log in {self._store.url}: "
                     f"{describe_db_error(e)}"
                 ) from e
+            if not durable and self._store.dialect == "sqlite":
+                self._head.flusher(self._store, self._flush_s).dirty()
             if self._on_append is not None:
                 self._on_append(entry.seq)
             return entry
@@ -141,6 +151,13 @@ class AuditLog:
             f"the log stayed contended (locked, or the next entry taken by another writer) "
             f"for {attempt} attempts"
         )
+
+    def flush(self) -> None:
+        """Fsync now what non-durable appends committed (SQLite's WAL); ``AuditError`` if it cannot."""
+        try:
+            self._head.flusher(self._store, self._flush_s).flush()
+        except (OSError, SQLAlchemyError) as e:
+            raise AuditError(f"cannot flush the audit log in {self._store.url}: {e}") from e
 
     def head(self) -> str:
         """The ``entry_hash`` of the last entry (``GENESIS_HASH`` when empty), unverified."""
@@ -185,35 +202,24 @@ class AuditLog:
 
     # -- internals --------------------------------------------------------------------
 
-    def _try_append(self, kind: str, payload_text: str, value: dict[str, Any]) -> AuditEntry:
-        with self._store.session(write=True) as session:
+    def _try_append(self, kind: str, payload_text: str, value: dict[str, Any], durable: bool) -> AuditEntry:
+        """One attempt: Core statements in one transaction after the head held in memory (``audit_append``)."""
+        head = self._head
+        with head.lock:
             try:
-                last = _last_row(session)
-                seq, prev_hash = (last.seq + 1, last.entry_hash) if last else (1, GENESIS_HASH)
-                created_at = db_time(utc_now())  # fixed width: text order is time order
-                entry_hash = compute_entry_hash(seq, created_at, kind, value, prev_hash)
-                session.add(
-                    AuditLogRow(
-                        seq=seq,
-                        created_at=created_at,
-                        kind=kind,
-                        payload=payload_text,
-                        prev_hash=prev_hash,
-                        entry_hash=entry_hash,
-                    )
-                )
-                append_rows(session, seq, entry_hash, last.entry_hash if last else None)
-                session.commit()
+                seq, created_at, prev_hash, entry_hash = write_entry(self._store, head, kind, payload_text,
+                                                                     durable=durable)
             except IntegrityError:
-                session.rollback()
-                if self.head() != prev_hash:  # another writer took entry `seq`
-                    raise _LostRace() from None
+                after = head.seq  # the entry we tried to follow
+                if reread_head(self._store, head)[0] != after:
+                    raise _LostRace() from None  # another writer took entry `seq`: retry after its head
                 raise
             except DBAPIError as e:
                 if _is_transient(e):
+                    head.seq = None  # read it again under the next attempt's lock
                     raise _LostRace() from None
                 raise
-        return AuditEntry(seq, created_at, kind, parse_payload(payload_text), prev_hash, entry_hash)
+        return AuditEntry(seq, created_at, kind, value, prev_hash, entry_hash)
 
     def _rows(self) -> Iterator[AuditLogRow]:
         after = 0
@@ -259,10 +265,10 @@ def audit_log_for(settings: Settings, store: Database) -> AuditLog:
 
     Without the key (``writ init`` makes it) appends work as ever and no checkpoint is made.
     """
-    c = settings.checkpoint
+    c, flush_s = settings.checkpoint, settings.audit.flush_s
     if not (c.every_entries or c.every_seconds) or not instance_key_path(settings.home).exists():
-        return AuditLog(store)
-    return AuditLog(store, on_append=Checkpointer.from_settings(settings, store).after_append)
+        return AuditLog(store, flush_s=flush_s)
+    return AuditLog(store, on_append=Checkpointer.from_settings(settings, store).after_append, flush_s=flush_s)
 
 
 def _with_tree(report: AuditReport, check: TreeCheck, finding: Finding | None, head: str) -> AuditReport:

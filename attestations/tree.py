@@ -19,10 +19,11 @@ These rows are a cache of what the entries imply, kept by whoever can write the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import Connection, and_, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -42,7 +43,7 @@ from writ.engine.core.db import Database, describe_db_error
 from writ.engine.core.errors import AuditError, InputError
 from writ.engine.core.tables import AuditLogRow, AuditTreeRow
 
-__all__ = ["AuditTree", "append_rows", "entry_leaf"]
+__all__ = ["AuditTree", "append_rows", "check_found", "entry_leaf", "tree_rows"]
 
 _PREFIX = "sha256:"
 
@@ -55,44 +56,41 @@ def entry_leaf(entry_hash: str) -> bytes:
     return leaf_hash(digest)
 
 
-def append_rows(session: Session, seq: int, entry_hash: str, prev_entry_hash: str | None) -> None:
+def append_rows(session: Session | Connection, seq: int, entry_hash: str, prev_entry_hash: str | None) -> None:
     """Write the tree rows that entry ``seq`` adds, in ``session``'s transaction: its leaf and the nodes it completes.
 
     ``prev_entry_hash``: the ``entry_hash`` of entry ``seq - 1`` (its leaf is the first sibling).
     Reads the other siblings (one query, for one entry in four); ``AuditError`` if one is missing
     (a damaged tree). Core statements, not ORM objects: this is on every append's path.
     """
+    conn = session if isinstance(session, Connection) else session.connection()
+    conn.execute(_TREE.insert(), tree_rows(seq, entry_hash, prev_entry_hash, lambda wanted: _fetch(conn, wanted)))
+
+
+Fetch = Callable[[set[tuple[int, int]]], dict[tuple[int, int], bytes]]
+
+
+def tree_rows(seq: int, entry_hash: str, prev_entry_hash: str | None, fetch: Fetch) -> list[dict[str, Any]]:
+    """The rows (``level``, ``idx``, ``hash``) entry ``seq`` adds; ``fetch`` reads stored siblings (``AuditError`` if missing)."""
     index = seq - 1
     h = entry_leaf(entry_hash)
-    rows = [{"level": 0, "idx": index, "hash": h}]
+    rows: list[dict[str, Any]] = [{"level": 0, "idx": index, "hash": h}]
     completes = (index ^ (index + 1)).bit_length() - 1  # trailing one bits of index
     if completes:
         if prev_entry_hash is None:  # index is odd: there must be an entry before it
             raise AuditError(f"entry {seq} completes a subtree, but no entry {seq - 1} precedes it")
         siblings = {(0, index - 1): entry_leaf(prev_entry_hash)}
         if completes > 1:
-            siblings |= _fetch(session, {(level, (index >> level) - 1) for level in range(1, completes)})
+            siblings |= fetch({(level, (index >> level) - 1) for level in range(1, completes)})
         for level in range(completes):
             h = node_hash(siblings[(level, (index >> level) - 1)], h)
             rows.append({"level": level + 1, "idx": index >> (level + 1), "hash": h})
-    session.connection().execute(_TREE.insert(), rows)
+    return rows
 
 
-_TREE = AuditTreeRow.__table__  # type: ignore[attr-defined]
-
-
-def _fetch(session: Session, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored nodes ``wanted``; ``AuditError`` naming the first one missing."""
-    wanted = sorted(set(wanted))
-    found: dict[tuple[int, int], bytes] = {}
-    conn = session.connection()  # Core: no ORM objects, no autoflush
-    for start in range(0, len(wanted), 200):  # bounded IN lists
-        chunk = wanted[start:start + 200]
-        # One equality pair per node, OR-ed: each is a primary-key lookup (SQLite plans a row-value IN as a scan).
-        query = sa_select(_TREE.c.level, _TREE.c.idx, _TREE.c.hash).where(
-            or_(*(and_(_TREE.c.level == level, _TREE.c.idx == idx) for level, idx in chunk)))
-        found |= {(level, idx): bytes(h) for level, idx, h in conn.execute(query)}
-    missing = [n for n in wanted if n not in found]
+def check_found(wanted: Iterable[tuple[int, int]], found: dict[tuple[int, int], bytes]) -> dict[tuple[int, int], bytes]:
+    """``found``, or ``AuditError`` naming the first node of ``wanted`` it lacks (a damaged tree)."""
+    missing = [n for n in sorted(set(wanted)) if n not in found]
     if missing:
         level, index = missing[0]
         raise AuditError(
@@ -100,6 +98,23 @@ def _fetch(session: Session, wanted: Iterable[tuple[int, int]]) -> dict[tuple[in
             f"({len(missing)} missing): the tree table was damaged or edited; run `writ audit verify`"
         )
     return found
+
+
+_TREE = AuditTreeRow.__table__  # type: ignore[attr-defined]
+
+
+def _fetch(session: Session | Connection, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored nodes ``wanted``; ``AuditError`` naming the first one missing."""
+    wanted = sorted(set(wanted))
+    found: dict[tuple[int, int], bytes] = {}
+    conn = session if isinstance(session, Connection) else session.connection()  # Core: no ORM objects
+    for start in range(0, len(wanted), 200):  # bounded IN lists
+        chunk = wanted[start:start + 200]
+        # One equality pair per node, OR-ed: each is a primary-key lookup (SQLite plans a row-value IN as a scan).
+        query = sa_select(_TREE.c.level, _TREE.c.idx, _TREE.c.hash).where(
+            or_(*(and_(_TREE.c.level == level, _TREE.c.idx == idx) for level, idx in chunk)))
+        found |= {(level, idx): bytes(h) for level, idx, h in conn.execute(query)}
+    return check_found(wanted, found)
 
 
 class AuditTree:

@@ -115,6 +115,19 @@ class CheckpointSettings(BaseModel):
     timeout_s: float = Field(5.0, gt=0, description="Time one checkpoint webhook POST may take.")
 
 
+class AuditSettings(BaseModel):
+    """How the audit log's non-durable appends reach the disk (``WRIT_AUDIT__*``, SECURITY.md "Audit durability").
+
+    ``AuditLog.append(kind, payload, durable=False)`` (the gateway's read decisions and results)
+    returns once committed; its fsync follows within ``flush_s`` (SQLite) or PostgreSQL's WAL writer.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flush_s: float = Field(1.0, gt=0, le=60, description="Longest time a non-durable audit append stays committed "
+                           "but not fsynced (SQLite; PostgreSQL's wal_writer flushes within 3 x wal_writer_delay).")
+
+
 class TemporalSettings(BaseModel):
     """How Writ reaches Temporal: ``settings.temporal``, from ``WRIT_TEMPORAL_ADDRESS``, ``WRIT_TEMPORAL_NAMESPACE``...
 
@@ -182,6 +195,7 @@ class Settings(BaseSettings):
     )
     notify: NotifySettings = Field(default_factory=NotifySettings)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     public_url: str = Field(
         "http://127.0.0.1:8420", description="Base URL of `writ serve` as approvers reach it (links in notices)."
     )
