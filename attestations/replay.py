@@ -135,7 +135,11 @@ def replay_decisions(parts: Mapping[str, bytes], plan_id: str, entries: list[dic
 def _replay_one(record: dict[str, Any], policy: ReplayedPolicy) -> None:
     inp = record["input"]
     if isinstance(inp, dict) and set(inp) == {"json_text"}:
-        inp = json.loads(inp["json_text"])  # logged as text: it held numbers RFC 8785 cannot encode
+        try:  # logged as text: it held numbers RFC 8785 cannot encode
+            inp = json.loads(inp["json_text"])
+        except (TypeError, ValueError, RecursionError):
+            raise BundleError("decision replay", f"decision {record['seq']} was logged with an input that is not "
+                              "JSON (or nests too deeply to read)") from None
     if not isinstance(inp, dict):
         raise BundleError("decision replay", f"decision {record['seq']} was logged without its input")
     allow, codes = policy.decide(inp)

@@ -232,9 +232,14 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, he
     """
     try:
         return _verify(raw, trust_root, replayer, (held_note, held_proof), limits or PlanLimits())
-    except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError) as e:
+    except BundleError:
+        raise
+    except WritError as e:  # e.g. a part that is not strict JSON: parse_strict's InputError
+        raise BundleError("bundle format", f"a part is not readable: {e.message}") from None
+    except (KeyError, TypeError, AttributeError, ValueError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         # a part of the wrong shape (signed by the instance key, so made by whoever holds it)
-        raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} {e}") from None
+        raise BundleError("bundle format", f"a part does not have the expected shape: {type(e).__name__} "
+                          f"{str(e)[:200]}") from None
 
 
 def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple[str | None, bytes | None],

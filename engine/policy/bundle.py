@@ -16,12 +16,14 @@ import gzip
 import io
 import json
 import tarfile
+import zlib
 from pathlib import Path
 
 from writ.engine.core.errors import InputError
 from writ.engine.policy.policyset import PolicySet
 
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_MEMBERS = 4096  # a policy set is dozens of files; a bundle of more is not one of ours
 
 
 def bundle_roots(ps: PolicySet) -> list[str]:
@@ -73,18 +75,30 @@ def read_bundle(path: Path) -> dict[str, bytes]:
 
 
 def bundle_members(raw: bytes, what: str = "policy bundle") -> dict[str, bytes]:
-    """``read_bundle`` of bytes in memory (e.g. a bundle carried in an attestation bundle)."""
+    """``read_bundle`` of bytes in memory (e.g. a bundle carried in an attestation bundle), however hostile.
+
+    Unpacked in memory up to ``MAX_BUNDLE_BYTES`` before tar reads a byte: a gzip bomb, or a tar
+    header (PAX) declaring gigabytes, is refused instead of read.
+    """
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        unzip = zlib.decompressobj(wbits=31)  # gzip, one member
+        plain = unzip.decompress(raw, MAX_BUNDLE_BYTES + 1)
+        if len(plain) > MAX_BUNDLE_BYTES:
+            raise InputError(f"{what}: bundle is larger than {MAX_BUNDLE_BYTES} bytes unpacked")
+        if not unzip.eof or unzip.unused_data:
+            raise InputError(f"{what}: not one complete gzip stream")
+        with tarfile.open(fileobj=io.BytesIO(plain), mode="r:") as tar:
             return _members(tar, what)
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise InputError(f"{what}: not a readable .tar.gz bundle: {e}") from None
 
 
 def _members(tar: tarfile.TarFile, what: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     total = 0
-    for member in tar.getmembers():
+    for count, member in enumerate(tar, 1):
+        if count > MAX_MEMBERS:
+            raise InputError(f"{what}: bundle has more than {MAX_MEMBERS} members")
         if not member.isfile():
             continue
         total += member.size

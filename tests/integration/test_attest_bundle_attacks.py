@@ -11,15 +11,25 @@ must end in a ``BundleError`` naming the check, never a traceback (a hypothesis 
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
+import tarfile
 from datetime import timedelta
 from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.integration import test_attest_bundle as base
 from tests.integration.test_attest_bundle import Honest, refused, statement_edit
 from tests.integration.test_plan_store import CALLS, NOW
 from writ.attestations.audit import AuditLog
-from writ.attestations.bundle_format import EXECUTION_PART
-from writ.plans.canonical import digest
+from writ.attestations.bundle_format import AUDIT_PART, DECISIONS_PART, EXECUTION_PART, policy_part, split_bundle
+from writ.engine.core.errors import BundleError
+from writ.engine.policy.bundle import bundle_members
+from writ.engine.policy.offline import verify_offline
+from writ.plans.canonical import digest, parse_strict
 
 engine = base.engine  # the fixtures of the honest bundle
 honest = base.honest
@@ -135,3 +145,115 @@ def test_step_claim_logged_before_the_approvals(honest: Honest) -> None:
     honest.plan = plan
     refused(honest, honest.build(plan.id), "approvals",
             r"not counted: alice's was logged in audit entry \d+, after the first claim in entry \d+")
+
+
+# -- hostile shapes: a BundleError naming the check, never a traceback -----------------------------
+
+
+def test_decision_input_logged_as_deeply_nested_json_text(honest: Honest) -> None:
+    # json.loads of the logged text recursed until Python gave up: a RecursionError traceback, not a refusal
+    deep = "[" * 100_000 + "]" * 100_000
+    decision = {"decision_id": "d-deep", "allow": True, "reasons": [], "obligations": [],
+                "policy_revision": honest.engine.revision, "engine": "embedded", "duration_us": 1}
+    AuditLog(honest.world.store).append("decision", {"plan_id": honest.plan.id, "decision": decision,
+                                                     "input": {"json_text": deep}})
+    refused(honest, honest.build(), "decision replay", r"decision \d+ was logged with an input that is not JSON")
+
+
+def test_part_that_is_not_json_is_a_bundle_error(honest: Honest) -> None:
+    raw = honest.resigned(lambda parts: parts.__setitem__(EXECUTION_PART, b"\xff not json"))
+    refused(honest, raw, "bundle format", "not JSON|not valid")
+
+
+def repacked_policy(honest: Honest, extra: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    """The bundle with its policy part re-packed: the same files, then ``extra`` members; manifest re-signed."""
+    name = policy_part(honest.engine.revision or "")
+    files = bundle_members(split_bundle(honest.raw)[0][name])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, content in sorted(files.items()):
+            info = tarfile.TarInfo("/" + path)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        for info, content in extra:
+            tar.addfile(info, io.BytesIO(content))
+    packed = gzip.compress(buf.getvalue(), compresslevel=1)
+    return honest.resigned(lambda parts: parts.__setitem__(name, packed))
+
+
+def test_policy_bundle_with_a_pax_header_bomb(honest: Honest) -> None:
+    # 80 MB of PAX header compresses to ~80 KB; tarfile read all of it into memory, then accepted the bundle
+    info = tarfile.TarInfo("/notes.txt")
+    info.pax_headers = {"comment": "x" * (80 * 1024 * 1024)}
+    refused(honest, repacked_policy(honest, [(info, b"")]), "policy bundle",
+            "bundle is larger than 67108864 bytes unpacked")
+
+
+def test_policy_bundle_with_thousands_of_empty_members(honest: Honest) -> None:
+    members = []
+    for i in range(5000):
+        info = tarfile.TarInfo(f"/d{i}")
+        info.type = tarfile.DIRTYPE
+        members.append((info, b""))
+    refused(honest, repacked_policy(honest, members), "policy bundle", "bundle has more than 4096 members")
+
+
+def test_policy_bundle_with_a_symlink_and_traversal_names_is_the_same_policy(honest: Honest) -> None:
+    # by design: members are read into a dict by name and nothing is written to disk; a link is skipped,
+    # and a module named ../x.rego is a module like any other, counted in the revision the verifier recomputes
+    link = tarfile.TarInfo("/writ/evil.rego")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    assert verify_offline(repacked_policy(honest, [(link, b"")]), honest.trust_root).decisions_replayed == 2
+    rego = b"package writ.extra\n\nx := 1\n"
+    traversal = tarfile.TarInfo("/../../x.rego")
+    traversal.size = len(rego)
+    refused(honest, repacked_policy(honest, [(traversal, rego)]), "policy bundle",
+            "its manifest says revision sha256:[0-9a-f]{64}, its files are sha256:")
+
+
+JSON_PARTS = (AUDIT_PART, DECISIONS_PART, EXECUTION_PART, "requirement.intoto.json", "trust.intoto.json")
+HOSTILE = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=20),
+    st.just([]), st.just({}), st.just([[[[[[[[]]]]]]]]), st.just("2026-13-45T99:99:99Z"), st.just(-1),
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node[:3]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+def test_random_mutations_of_an_honest_bundle_end_in_bundle_error(honest: Honest) -> None:
+    parts, _ = split_bundle(honest.raw)
+    docs = {name: parse_strict(parts[name]) for name in JSON_PARTS}
+    paths = {name: _paths(doc) for name, doc in docs.items()}
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(st.sampled_from(JSON_PARTS), st.data(), HOSTILE)
+    def mutated(name: str, data: st.DataObject, value: Any) -> None:
+        path = data.draw(st.sampled_from(paths[name]))
+        doc = _set(parse_strict(parts[name]), path, value)
+        raw = honest.resigned(lambda p: p.__setitem__(name, json.dumps(doc).encode()))
+        try:
+            verify_offline(raw, honest.trust_root)
+        except BundleError:
+            pass  # refused, naming a check; anything else (a traceback) fails the test
+
+    mutated()
