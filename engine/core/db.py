@@ -262,4 +262,9 @@ def _install_postgres_hooks(engine: Engine) -> None:
             cursor.execute("SHOW lock_timeout")
             if cursor.fetchone()[0] == "0":
                 cursor.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            # A durable audit append is flushed before its commit returns, whatever the role or server
+            # default; only AuditLog.append(durable=False) turns it off, per transaction (ADR 0021).
+            cursor.execute("SHOW synchronous_commit")
+            if cursor.fetchone()[0] == "off":
+                cursor.execute("SET synchronous_commit = on")
         dbapi_connection.autocommit = autocommit

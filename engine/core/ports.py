@@ -14,8 +14,15 @@ from typing import Any, Protocol
 
 
 class AuditSink(Protocol):
-    """Where events go: ``append`` records one entry or raises ``AuditError`` (the caller fails closed)."""
+    """Where events go: ``append`` records one entry or raises ``AuditError`` (the caller fails closed).
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> object:
-        """Append one entry of ``kind``; raise ``AuditError`` if it cannot be recorded."""
+        audit.append("step_claim", {"plan_id": p, "step_index": 0})              # fsynced when it returns
+        audit.append("tool_result", {"outcome": "ok"}, durable=False)            # committed; fsync within a bound
+    """
+
+    def append(self, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> object:
+        """Append one entry of ``kind``; raise ``AuditError`` if it cannot be recorded.
+
+        ``durable=False``: committed when it returns, on disk within a bounded time (ADR 0021).
+        """
         ...

@@ -119,7 +119,9 @@ class ToolCalls:
             log.exception("cannot tie %s to the bound plan", name)
             return self._refuse(f"the call to {name} could not be checked against this session's plan "
                                 f"({type(e).__name__})", reasons.GATEWAY_ERROR)
-        decision = self._decide(entry, args, plan, ctx)
+        # No plan bound: no step to claim, the decision may be fsynced after the upstream sees the call; a
+        # decision that obliges a plan step is durable anyway (DecisionPoint.decide, ADR 0021).
+        decision = self._decide(entry, args, plan, ctx, durable=plan is not None)
         if decision is None:
             return self._refuse(f"the call to {name} could not be turned into a policy input", reasons.GATEWAY_ERROR)
         if not decision.allow:
@@ -168,11 +170,11 @@ class ToolCalls:
         return deny_result(self.gateway.pdp.refuse_input(InputError(message, code=code)))
 
     def _decide(self, entry: UpstreamTool, args: dict[str, Any], plan: PlanContext | None,
-                ctx: ServerRequestContext[Any, Any] | None = None) -> Decision | None:
+                ctx: ServerRequestContext[Any, Any] | None = None, *, durable: bool = True) -> Decision | None:
         """Decide (and log) the call; lock the session if the decision says so. None: no input could be built."""
         gw = self.gateway
         return gw.decide(lambda: gw.tool_input(entry, args, gw.session_now(), plan), entry.exposed_name,
-                         request_state(ctx))
+                         request_state(ctx), durable=durable)
 
     def _unfulfilled(self, decision: Decision, entry: UpstreamTool, unmet: list[str]) -> types.CallToolResult:
         message = f"the policy allowed the call on obligations the gateway cannot meet: {', '.join(unmet)}"
@@ -326,7 +328,7 @@ class ToolCalls:
             payload.update({"plan_id": step.plan_id, "step_index": step.index})
         if error:
             payload["error"] = error
-        gw.audit("tool_result", payload)
+        gw.audit("tool_result", payload, durable=step is not None)  # a read's result: fsync may follow (ADR 0021)
 
 
 def _progress(ctx: ServerRequestContext[Any, Any] | None) -> ProgressFnT | None:

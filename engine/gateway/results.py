@@ -148,7 +148,7 @@ def refused_digest(result: BaseModel) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def audit_or_log(audit: AuditSink, kind: str, payload: Mapping[str, Any]) -> None:
+def audit_or_log(audit: AuditSink, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> None:
     """Append an entry about something that already happened; if the log refuses it, say so in the process log.
 
     Only for entries the gateway cannot fail closed over (a result already returned, a session
@@ -156,6 +156,6 @@ def audit_or_log(audit: AuditSink, kind: str, payload: Mapping[str, Any]) -> Non
     which refuse the call when their entry cannot be written.
     """
     try:
-        audit.append(kind, payload)
+        audit.append(kind, payload, durable=durable)
     except WritError as e:
         log.error("audit entry %s not written (%s): %s", kind, e.message, json.dumps(payload, default=str)[:1000])

@@ -258,14 +258,15 @@ class Gateway:
         """The session as policy sees it now (its id, and whether it is locked)."""
         return Session(id=self.session.id, locked=self.session.locked)
 
-    def decide(self, build: Callable[[], PolicyInput], what: str, state: PrincipalState | None = None
-               ) -> Decision | None:
+    def decide(self, build: Callable[[], PolicyInput], what: str, state: PrincipalState | None = None,
+               *, durable: bool = True) -> Decision | None:
         """Decide (and log) the input ``build`` makes; lock the session and its principal if the decision says so.
 
         A principal locked (by any of its sessions) or disabled is denied before policy is asked
         (``principal_locked``, ``principal_disabled``); this session, once locked, gets the policy's
         ``session_locked``. None when no input could be built (the caller denies with ``refuse_input``).
         ``state``: the principal's state read when this HTTP request arrived (``PrincipalGuard.refusal``).
+        ``durable=False``: a read's decision, fsynced after it returns (``DecisionPoint.decide``).
         """
         try:
             inp = build()
@@ -275,7 +276,7 @@ class Gateway:
         refused = None if self.session.locked else self.guard.refusal(state)
         if refused is not None:
             return self._refused(inp, *refused)
-        decision = self.pdp.decide(inp)
+        decision = self.pdp.decide(inp, durable=durable)
         if decision.has_obligation(reasons.LOCK_SESSION):
             self.session.locked = True
             self.guard.lock(decision)
@@ -351,9 +352,9 @@ class Gateway:
         except Exception as e:  # noqa: BLE001 - the client may be gone or not take notifications
             log.info("could not notify the client: %s", e)
 
-    def audit(self, kind: str, payload: dict[str, Any]) -> None:
+    def audit(self, kind: str, payload: dict[str, Any], *, durable: bool = True) -> None:
         """An entry about what already happened; a refused append is logged, not raised (``audit_or_log``)."""
-        audit_or_log(self.pdp.audit, kind, payload)
+        audit_or_log(self.pdp.audit, kind, payload, durable=durable)
 
     def _digests(self) -> dict[str, str]:
         return {t.exposed_name: t.digest for t in self.upstreams.tools()}

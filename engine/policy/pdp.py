@@ -75,7 +75,7 @@ class DecisionPoint:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecisionPoint:
-        return cls(make_engine(settings), AuditLog(open_database(settings)))
+        return cls(make_engine(settings), AuditLog(open_database(settings), flush_s=settings.audit.flush_s))
 
     def decide_json(self, raw: bytes | str) -> Decision:
         """Decide an input given as JSON text from outside (size and depth bounded first)."""
@@ -92,14 +92,20 @@ class DecisionPoint:
         decision = deny(err.code, err.message, engine=self.engine.name, revision=self.engine.revision)
         return self._log(decision, {"decision": decision.model_dump(mode="json"), "input": None, "decided_by": "gateway"})
 
-    def decide(self, inp: PolicyInput | dict[str, Any]) -> Decision:
-        """Decide, then log; the decision returned is in the audit log (or is an ``audit_unavailable`` deny)."""
-        decision = self.engine.decide(inp)
-        return self._log(decision, audit_payload(decision, inp))
+    def decide(self, inp: PolicyInput | dict[str, Any], *, durable: bool = True) -> Decision:
+        """Decide, then log; the decision returned is in the audit log (or is an ``audit_unavailable`` deny).
 
-    def _log(self, decision: Decision, payload: dict[str, Any]) -> Decision:
+        ``durable=False`` (the gateway's read calls): the entry is committed when this returns and
+        fsynced within ``WRIT_AUDIT__FLUSH_S``; a decision that obliges a plan step (a write) is
+        fsynced before it returns all the same (ADR 0021).
+        """
+        decision = self.engine.decide(inp)
+        durable = durable or decision.has_obligation(reasons.PLAN_REQUIRED)
+        return self._log(decision, audit_payload(decision, inp), durable=durable)
+
+    def _log(self, decision: Decision, payload: dict[str, Any], *, durable: bool = True) -> Decision:
         try:
-            self.audit.append("decision", payload)
+            self.audit.append("decision", payload, durable=durable)
         except AuditError as e:
             denied = deny(reasons.AUDIT_UNAVAILABLE, e.message, engine=self.engine.name,
                           revision=decision.policy_revision, duration_us=decision.duration_us,

@@ -46,11 +46,11 @@ class RefusingAuditLog(AuditLog):
         self.refuse = refuse
         self.refused: list[Mapping[str, Any]] = []
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
+    def append(self, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> AuditEntry:
         if kind == self.refuse:
             self.refused.append(payload)
             raise AuditError(f"cannot append a {kind!r} entry to the audit log: the disk is full (test)")
-        return super().append(kind, payload)
+        return super().append(kind, payload, durable=durable)
 
 
 def approved_plan(stores: Services, keys: dict[str, Path], step: PlanStep) -> str:

@@ -33,10 +33,10 @@ class AuditLogAway(AuditLog):
 
     away = False
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
+    def append(self, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> AuditEntry:
         if self.away:
             raise AuditError(f"cannot append a {kind!r} entry to the audit log: the disk is full (test)")
-        return super().append(kind, payload)
+        return super().append(kind, payload, durable=durable)
 
 
 class AuditLogRefusingOnce(AuditLog):
@@ -46,11 +46,11 @@ class AuditLogRefusingOnce(AuditLog):
         super().__init__(*args, **kwargs)
         self.kind, self.refused = kind, 0
 
-    def append(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
+    def append(self, kind: str, payload: Mapping[str, Any], *, durable: bool = True) -> AuditEntry:
         if kind == self.kind and not self.refused:
             self.refused += 1
             raise AuditError(f"cannot append a {kind!r} entry to the audit log: the database restarted (test)")
-        return super().append(kind, payload)
+        return super().append(kind, payload, durable=durable)
 
 
 @contextmanager
