@@ -28,7 +28,7 @@ from writ.engine.core import reasons
 from writ.engine.core.db import Database, db_errors
 from writ.engine.core.errors import ConflictError, InputError, NotFoundError, VerificationError, WritError
 from writ.engine.core.ports import AuditSink
-from writ.engine.core.timeutil import aware, db_time, utc_now
+from writ.engine.core.timeutil import aware, db_time, from_db_time, utc_now
 from writ.plans.assessment import PolicyEvaluator, assess
 from writ.plans.backing import BackingCache
 from writ.plans.lifecycle import PlanEvent, PlanState, transition
@@ -132,6 +132,21 @@ class PlanStoreBase:
         with self._db("list plans"), self._store.connect() as conn:
             rows = conn.execute(query).all()
         return [plan_record(r) for r in rows]
+
+    def ended_between(self, since: datetime, until: datetime) -> list[tuple[str, datetime]]:
+        """(id, end time) of each plan completed, failed or aborted in [since, until), in the order they ended.
+
+        The end time is the row's ``updated_at``: the state change into a final state writes it
+        last, since a final state has no way out (``writ.plans.lifecycle.TERMINAL``).
+        """
+        ended = [PlanState.COMPLETED.value, PlanState.FAILED.value, PlanState.ABORTED.value]
+        query = (select(PLANS.c.id, PLANS.c.updated_at)
+                 .where(PLANS.c.state.in_(ended), PLANS.c.updated_at >= db_time(since),
+                        PLANS.c.updated_at < db_time(until))
+                 .order_by(PLANS.c.updated_at, PLANS.c.id))
+        with self._db("list ended plans"), self._store.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(str(r.id), from_db_time(r.updated_at)) for r in rows]
 
     def approvals(self, plan_id: str) -> list[ApprovalRecord]:
         """Stored approvals and rejections, in the order received (the order they are counted in)."""

@@ -2,6 +2,8 @@
 
     $ writ attest export 3f2a9c0d -o plan.bundle.json
     wrote plan.bundle.json: plan sha256:3f2a9c0d.., 9 parts, sha256:...
+    $ writ attest export --since 2026-11-01 --until 2026-12-01 -o evidence/   # each plan that ended then
+    [1/17] sha256:ab12cd34ef56.. 1.2 MB written
     $ writ attest verify plan.bundle.json --trust trust-root.json
     bundle OK: plan sha256:3f2a... by plan-bot, approved by alice, bob; 2 step(s) run, state completed; ...
 
@@ -35,27 +37,79 @@ def attest() -> None:
 
 
 @attest.command("export")
-@click.argument("plan_ref", metavar="PLAN")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Bundle file to write (never overwritten).")
+@click.argument("plan_ref", metavar="[PLAN]", required=False)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="With PLAN: the bundle file. With --since: the directory for <plan hex>.bundle.json "
+              "(made if missing). An existing file is never overwritten.")
+@click.option("--since", metavar="T", help="Every plan completed, failed or aborted at or after T "
+              "(ISO 8601 with Z or an offset, or YYYY-MM-DD: midnight UTC).")
+@click.option("--until", metavar="T", help="...and before T (same forms; default: now). Needs --since.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {plan_id, path, sha256, bytes, status} on stdout.")
 @writ_command
-def export(plan_ref: str, output: Path) -> None:
-    """Write the plan's bundle: its envelopes, what ran, its audit entries proven against a signed checkpoint.
+def export(plan_ref: str | None, output: Path, since: str | None, until: str | None, as_json: bool) -> None:
+    """Write a plan's bundle, or one per plan that ended in a period: envelopes, what ran, proven audit entries.
 
     PLAN is a plan id or a unique prefix of its hex digits. The manifest is signed by the
     instance key (`writ init`); a fresh checkpoint of the audit log is signed for the proofs.
 
+    With --since T [--until T] instead of PLAN: every plan that was completed, failed or aborted
+    in [since, until) gets DIR/<plan hex>.bundle.json, with progress on stderr. A file already
+    there is kept, never overwritten (running a period again exports only what is missing);
+    kept only if it is a bundle of that plan, else that plan fails (file_exists). A plan whose
+    bundle cannot be made is reported and the others go on; the exit status is then 1.
+
     \b
     Example:
       writ attest export 3f2a9c0d -o plan.bundle.json
+      writ attest export --since 2026-11-01 --until 2026-12-01 -o evidence/2026-11/
     """
+    from writ.engine.cli.support import echo_json
+    from writ.engine.core.errors import InputError
+
+    if since is not None or until is not None:
+        if plan_ref is not None:
+            raise InputError(f"give PLAN ({plan_ref}) or --since/--until, not both: PLAN exports one plan to a "
+                             "file, --since every plan that ended in a period to a directory")
+        if since is None:
+            raise InputError("--until needs --since: the period is [--since, --until)")
+        _export_period(since, until, output, as_json)
+        return
+    if plan_ref is None:
+        raise InputError("give PLAN (a plan id or a prefix of its hex digits), or --since T [--until T] for "
+                         "every plan that ended in a period")
     from writ.engine.wiring.bundles import export_bundle
 
     with services() as w:
         plan_id = w.plans.resolve(plan_ref)
         raw = export_bundle(w, plan_id)
     write_new(output, raw, "bundle")
+    if as_json:
+        echo_json([{"plan_id": plan_id, "path": str(output), "sha256": sha256_digest(raw), "bytes": len(raw),
+                    "status": "written"}])
+        return
     click.echo(f"wrote {output}: plan {plan_id}, {len(raw)} bytes, {sha256_digest(raw)}")
+
+
+def _export_period(since: str, until: str | None, out_dir: Path, as_json: bool) -> None:
+    """``writ attest export --since``: progress on stderr, a summary line, exit 1 if a plan failed."""
+    import sys
+
+    from writ.engine.cli.support import echo_json
+    from writ.engine.core.timeutil import utc_now
+    from writ.engine.wiring.bundle_period import export_period, period, progress_line, summary_line
+
+    start, end = period(since, until, now=utc_now())
+    with services() as w:
+        results = []
+        for done in export_period(w, start, end, out_dir):
+            click.echo(progress_line(done), err=True)
+            results.append(done)
+    click.echo(summary_line(results, start, end, out_dir), err=as_json)
+    if as_json:
+        echo_json([r.as_json() for r in results])
+    if any(r.status == "failed" for r in results):
+        sys.exit(1)
 
 
 @attest.command("verify")
