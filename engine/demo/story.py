@@ -9,7 +9,9 @@ by this venv's Node); principals plan-bot (planner), exec-bot (executor), alice 
 (approvers, in ``code-owners``) with keys in the trust store; two ``writ mcp`` gateways
 driven through the MCP SDK client. The planner reads and proposes two plans; alice and
 bob approve them with their keys; the executor runs the first and strays while running
-the second. Every refusal is shown with its reason code; ``writ audit verify`` ends it.
+the second. Every refusal is shown with its reason code. ``writ.engine.demo.evidence`` ends it:
+``writ audit verify``, plan A's bundle verified offline with only the trust root, and a
+deleted audit entry (on a copy of the database) caught.
 
 Raises ``DemoFailed`` (a ``WritError``) when something does not happen as it should,
 naming what and where the gateway logs are.
@@ -36,12 +38,12 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.errors import ConfigError, WritError
 from writ.engine.core.settings import Settings
 from writ.engine.demo.temporal import demo_temporal, send_approval
 from writ.engine.gateway.exposure import private_dir
+from writ.engine.wiring.datadir import init_data_dir
 from writ.engine.wiring.services import Services, key_file_name, keys_dir, open_services
 from writ.plans.keys import PrivateKey, short_key_id
 from writ.workflows.approval.client import ApprovalClient
@@ -315,9 +317,10 @@ def run_demo(data_dir: Path | None, *, echo: Echo, browser: BrowserHook | None =
     data = fresh_data_dir(data_dir)
     scene = build_scene(data, tools)
     scene.browser = browser
+    init_data_dir(scene.settings)  # as `writ init`: the database, and the instance key that signs checkpoints
     echo("Writ demo: a planner and an executor agent behind two Writ gateways; every tool call is decided by")
     echo("policy and audited, and every change runs as a step of a signed, approved plan.")
-    echo(f"   data dir   {scene.data}   (database, audit log, private keys)")
+    echo(f"   data dir   {scene.data}   (database, audit log, instance key, private keys)")
     echo(f"   git repo   {scene.repo}")
     echo(f"   workspace  {scene.workspace}")
     echo(f"   config     {scene.config}   (upstreams: git = mcp-server-git, fs = server-filesystem)")
@@ -332,7 +335,9 @@ def run_demo(data_dir: Path | None, *, echo: Echo, browser: BrowserHook | None =
             plan_a, plan_b = anyio.run(_story, scene, stores, n)
         except BaseExceptionGroup as group:  # the SDK's task groups wrap what the story raised
             raise _first_writ_error(group) or group from None
-        _epilogue(scene, stores, n, plan_a, plan_b)
+        from writ.engine.demo.evidence import epilogue  # it imports this module
+
+        epilogue(scene, stores, n, plan_a, plan_b)
 
 
 def _first_writ_error(group: BaseExceptionGroup[BaseException]) -> WritError | None:
@@ -481,33 +486,6 @@ async def _act_stray_b(scene: Scene, n: Narrator, executor: Agent, plan_b: str) 
     if (ws / "TASK.md").read_text() != task_before or (repo / "docs" / "usage.md").exists():
         raise DemoFailed("a refused write changed a file")
     n.say("TASK.md is untouched and docs/usage.md was never written")
-
-
-def _epilogue(scene: Scene, stores: Services, n: Narrator, plan_a: str, plan_b: str) -> None:
-    n.section("An operator reviews exec-bot's locked session and aborts plan B")
-    n.echo(f"  (what `writ plan abort {plan_b[7:19]} --reason ...` does)")
-    stores.plans.finish(plan_b, "aborted", reason="the executor left the plan; session locked")
-    for plan_id in (plan_a, plan_b):
-        record = stores.plans.get(plan_id)
-        claims = stores.plans.claims(plan_id)
-        ran = ", ".join(f"[{c.step_index}] {c.outcome}" for c in claims) or "no step ran"
-        n.say(f"plan {plan_id[:19]}.. {record.state.value:<9} {record.title}: {ran}")
-
-    n.section("The audit log: every decision, plan event, approval, claim and result, hash-chained")
-    command = writ_argv("audit", "verify", "--data-dir", str(scene.data))
-    done = subprocess.run(command, capture_output=True, text=True, check=False,  # noqa: S603 - Writ's own argv
-                          env={**os.environ})
-    n.say("$ writ audit verify --data-dir " + str(scene.data))
-    n.say(_first_line(done.stdout) or _first_line(done.stderr))
-    if done.returncode != 0:
-        raise DemoFailed(f"writ audit verify failed: {done.stdout.strip()} {done.stderr.strip()}")
-    kinds = Counter(e.kind for e in AuditLog(stores.store).tail(1_000_000))
-    n.say("entries: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), lines=2)
-
-    refused = ", ".join(f"{code}" + (f" x{count}" if count > 1 else "") for code, count in n.refused.items())
-    n.echo("")
-    n.echo(f"demo OK: plan A completed (3 steps, each ran once); plan B aborted after exec-bot left it; "
-           f"{sum(n.refused.values())} calls refused ({refused}); audit log verified ({sum(kinds.values())} entries)")
 
 
 async def _propose(planner: Agent, n: Narrator, label: str, title: str, steps: list[dict[str, Any]]) -> str:
