@@ -133,6 +133,8 @@ class AuditLog:
             except _LostRace:
                 if time.monotonic() > deadline:
                     break
+                if attempt == 1:
+                    continue  # the next attempt reads the head under its own transaction: no wait
                 time.sleep(random.uniform(  # noqa: S311 - retry jitter, not a secret
                     0, min(0.05, 0.001 * 2**attempt)))
                 continue
@@ -212,11 +214,12 @@ class AuditLog:
             except IntegrityError:
                 after = head.seq  # the entry we tried to follow
                 if reread_head(self._store, head)[0] != after:
-                    raise _LostRace() from None  # another writer took entry `seq`: retry after its head
+                    head.contended()  # another writer took entry `seq`: read the head under the next lock
+                    raise _LostRace() from None
                 raise
             except DBAPIError as e:
                 if _is_transient(e):
-                    head.seq = None  # read it again under the next attempt's lock
+                    head.contended()  # another writer holds the lock: read the head under ours
                     raise _LostRace() from None
                 raise
         return AuditEntry(seq, created_at, kind, value, prev_hash, entry_hash)

@@ -3,11 +3,11 @@
     python benchmarks/attestations.py [--appends 2000] [--sizes 10000,1000000] [--database-url URL]
 
 Prints one JSON document on stdout (progress on stderr):
-- ``append``: entries per second through ``AuditLog.append`` with one writer and with four
-  (processes, each with its own connection, on one fresh database), with the tree (what Writ
-  does) and, side by side in the same run, without it (the tree rows switched off: the cost of
-  the tree). SQLite commits with ``synchronous=FULL`` (an fsync per append); ``1_writer_tmpfs``
-  is the same on /dev/shm, where no fsync waits: the tree's cost in CPU.
+- ``append``: entries per second through ``AuditLog.append`` (with the Merkle tree rows, as Writ
+  writes them) with one writer and with four (processes, each with its own connection, on one
+  fresh database), ``durable`` (the default: fsynced before it returns; SQLite ``synchronous=FULL``)
+  and ``non_durable`` (``durable=False``, the gateway's reads: committed, fsynced within
+  ``WRIT_AUDIT__FLUSH_S``; SQLite ``synchronous=NORMAL``), side by side in one run (ADR 0021).
 - ``logs``: for each size, a log of that many entries (a valid chain and its tree, bulk-inserted
   as appends would have written them), then: the time of a signed checkpoint
   (``Checkpointer.checkpoint``: root from the stored tree, sign, store, append to the file and
@@ -15,7 +15,7 @@ Prints one JSON document on stdout (progress on stderr):
   the database, and verified). ``verify_s``: ``AuditLog.verify`` against the checkpoints (every
   entry re-hashed), for sizes up to ``--verify-max``.
 
-``goals`` says whether the run met issue 12's: >= 5,000 appends/s.
+``goals`` says whether the run met issue 12's >= 5,000 appends/s, and with which writers and mode.
 """
 
 from __future__ import annotations
@@ -48,35 +48,33 @@ from writ.plans.keys import PrivateKey
 PAYLOAD = {"decision_id": "5f0c2d1e", "allow": True, "reasons": [], "policy_revision": "sha256:ab12"}
 
 
-def _writer(url: str | None, home: str, n: int, tree: bool, go: Any) -> None:
-    if not tree:
-        import writ.attestations.audit as audit
-
-        audit.append_rows = lambda *_: None  # type: ignore[assignment]
+def _writer(url: str | None, home: str, n: int, durable: bool, go: Any, times: Any) -> None:
     with open_database(Settings(home=Path(home), database_url=url)) as store:
         log = AuditLog(store)
         go.wait()
+        start = time.monotonic()  # system-wide clock: comparable between the writers
         for i in range(n):
-            log.append("decision", {**PAYLOAD, "i": i})
+            log.append("decision", {**PAYLOAD, "i": i}, durable=durable)
+        times.put((start, time.monotonic()))  # the appends only, not the interpreter's exit
 
 
-def appends_per_second(url: str | None, writers: int, total: int, tree: bool, where: Path | None = None) -> float:
+def appends_per_second(url: str | None, writers: int, total: int, durable: bool, where: Path | None = None) -> float:
     with tempfile.TemporaryDirectory(dir=where or Path.cwd()) as home:  # the project's disk unless told
         settings = Settings(home=Path(home), database_url=_fresh(url))
         with open_database(settings):
             pass  # migrated before the clock starts
         ctx = multiprocessing.get_context("spawn")
-        go = ctx.Event()
-        procs = [ctx.Process(target=_writer, args=(settings.database_url, home, total // writers, tree, go))
+        go, times = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_writer, args=(settings.database_url, home, total // writers, durable, go, times))
                  for _ in range(writers)]
         for p in procs:
             p.start()
         time.sleep(2.0)  # every writer imported Writ and opened the database
-        start = time.perf_counter()
         go.set()
+        spans = [times.get() for _ in procs]
         for p in procs:
             p.join()
-        return (total // writers * writers) / (time.perf_counter() - start)
+        return (total // writers * writers) / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
 def _fresh(url: str | None) -> str | None:
@@ -187,7 +185,7 @@ def one_log(url: str | None, n: int, verify_max: int, rounds: int) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--appends", type=int, default=2000, help="appends per throughput measurement")
+    parser.add_argument("--appends", type=int, default=4000, help="appends per throughput measurement")
     parser.add_argument("--sizes", default="10000,1000000", help="log sizes for checkpoints and proofs")
     parser.add_argument("--verify-max", type=int, default=100_000, help="largest log to run a full verify on")
     parser.add_argument("--rounds", type=int, default=50, help="samples per timing")
@@ -197,21 +195,13 @@ def main() -> None:
 
     append: dict[str, dict[str, float]] = {}
     for writers in (1, 4):
-        print(f"appends, {writers} writer(s) ...", file=sys.stderr)
-        without = [appends_per_second(args.database_url, writers, args.appends, tree=False) for _ in range(2)]
-        with_tree = [appends_per_second(args.database_url, writers, args.appends, tree=True) for _ in range(2)]
-        append[f"{writers}_writer{'s' if writers > 1 else ''}"] = {
-            "with_tree_per_s": round(max(with_tree)), "without_tree_per_s": round(max(without)),
-            "tree_cost_ratio": round(max(without) / max(with_tree), 2)}
-    shm = Path("/dev/shm")  # noqa: S108 - a tmpfs, to time appends without an fsync
-    if args.database_url is None and shm.is_dir():  # no fsync cost: what the tree costs in CPU
-        print("appends on tmpfs, 1 writer ...", file=sys.stderr)
-        cpu = [(appends_per_second(None, 1, args.appends, tree=False, where=shm),
-                appends_per_second(None, 1, args.appends, tree=True, where=shm)) for _ in range(3)]
-        without, with_tree = max(c[0] for c in cpu), max(c[1] for c in cpu)
-        append["1_writer_tmpfs"] = {"with_tree_per_s": round(with_tree), "without_tree_per_s": round(without),
-                                    "tree_cost_ratio": round(without / with_tree, 2),
-                                    "tree_cost_us": round(1e6 / with_tree - 1e6 / without)}
+        name = f"{writers}_writer{'s' if writers > 1 else ''}"
+        print(f"appends, {name}, durable and not ...", file=sys.stderr)
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(2):  # interleaved: both modes see the same machine load
+            for durable in (True, False):
+                rates[durable].append(appends_per_second(args.database_url, writers, args.appends, durable))
+        append[name] = {"durable_per_s": round(max(rates[True])), "non_durable_per_s": round(max(rates[False]))}
     logs = [one_log(args.database_url, int(n), args.verify_max, args.rounds) for n in args.sizes.split(",")]
 
     print(json.dumps({
@@ -220,10 +210,13 @@ def main() -> None:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "loadavg_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
-        "database": "postgresql" if args.database_url else "sqlite (WAL, synchronous=FULL)",
+        "database": "postgresql" if args.database_url else "sqlite (WAL; durable: synchronous=FULL, "
+                                                           "non-durable: NORMAL + WAL flush)",
         "append": append,
         "logs": logs,
-        "goals": {"appends_per_s_5000": max(a["with_tree_per_s"] for a in append.values()) >= 5000},
+        "goals": {"appends_per_s_5000": any(v >= 5000 for a in append.values() for v in a.values()),
+                  "appends_per_s_5000_met_by": [f"{w}.{mode}" for w, a in append.items() for mode, v in a.items()
+                                                if v >= 5000]},
     }, indent=2))
 
 

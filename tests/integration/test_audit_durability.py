@@ -99,6 +99,20 @@ def test_two_writers_in_one_process_with_their_own_heads_keep_one_chain(tmp_path
         assert [e.payload["i"] for e in a.tail(20)] == list(range(20))
 
 
+def test_the_head_is_kept_in_memory_so_a_deleted_tail_is_not_refilled(tmp_path: Path) -> None:
+    """The next append follows the head this process wrote, not what is left: a deleted last entry stays a gap."""
+    with open_database(Settings(home=tmp_path / "home")) as store:
+        log = AuditLog(store)
+        for i in range(3):
+            log.append("decision", {"i": i})
+        with store.connect(write=True) as conn:
+            conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+            conn.commit()
+        assert log.append("decision", {"i": 3}).seq == 4
+        report = log.verify()
+        assert (report.ok, report.first_bad_seq, report.problem) == (False, 3, "deleted"), report.message
+
+
 @pytest.mark.postgres
 def test_postgres_durable_appends_turn_a_default_of_off_back_on(pg_schema_url: str, tmp_path: Path) -> None:
     url = pg_schema_url + "%20-csynchronous_commit%3Doff"  # the role or server says off
