@@ -176,3 +176,12 @@ def test_output_that_is_a_file_is_refused_for_a_period(ended: Ended, tmp_path: P
     assert done.exit_code == 1
     assert done.stderr.startswith(f"error[file_exists]: -o {out} is a file: with --since, -o names a directory")
     assert out.read_text() == "keep me"
+
+
+def test_one_plan_with_json_prints_the_same_list_of_one(ended: Ended, tmp_path: Path) -> None:
+    out = tmp_path / "one.bundle.json"
+    done = writ(ended.home, "attest", "export", hex_of(ended.completed)[:12], "-o", str(out), "--json")
+    assert done.exit_code == 0, done.output
+    raw = out.read_bytes()
+    assert json.loads(done.stdout) == [{"plan_id": ended.completed.id, "path": str(out), "sha256": sha256_digest(raw),
+                                        "bytes": len(raw), "status": "written"}]
