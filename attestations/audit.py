@@ -5,7 +5,8 @@
     from writ.engine.core.db import open_database
 
     log = AuditLog(open_database(Settings()))
-    entry = log.append("decision", {"decision_id": "5f0c...", "allow": False})
+    entry = log.append("decision", {"decision_id": "5f0c...", "allow": False})   # fsynced when it returns
+    log.append("tool_result", {"outcome": "ok"}, durable=False)   # committed; fsynced within WRIT_AUDIT__FLUSH_S
     print(entry.seq, entry.entry_hash)          # 42 sha256:9a1f...
     report = log.verify(checkpoints=read_checkpoint_file(path, instance_public_key))
     if not report.ok:
@@ -16,8 +17,9 @@
 Entry ``seq`` hashes ``{seq, created_at, kind, payload, prev_hash}`` in RFC 8785
 form (``entry_hash``, see ``writ.attestations.chain``); its ``prev_hash`` is the ``entry_hash``
 of entry ``seq - 1``, or ``GENESIS_HASH`` for entry 1. The database keeps the chain linear
-(``seq`` and ``prev_hash`` are unique), and ``append`` retries when another writer, in this
-process or another, took the next slot first; the chain never forks or skips. Each append also
+(``seq`` and ``prev_hash`` are unique). ``append`` follows the head this process holds in memory
+(``writ.attestations.audit_append``: one lock per database, one canonicalization, two INSERTs) and
+retries when another process took the next slot first; the chain never forks (ADR 0021). Each append also
 writes the entry's leaf of the Merkle tree and the nodes it completes, in the same transaction
 (``writ.attestations.tree``, ADR 0017).
 """
