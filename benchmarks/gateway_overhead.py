@@ -31,7 +31,8 @@ copies ``policies/`` to a temporary directory, adds ``everything.echo = "read"``
 ``writ/tools.json`` (nothing else changes) and runs both gateways with ``WRIT_POLICY_DIR``
 pointing at the copy, so both Writ paths decide on the same policy set. Both use the
 embedded engine and the SQLite audit log in a temporary data directory: per call one
-decision, one audit entry for the decision and one for the result. ``writ serve`` uses a
+decision, one audit entry for the decision and one for the result, both committed before
+the answer and, for this read, fsynced within ``WRIT_AUDIT__FLUSH_S`` (ADR 0021). ``writ serve`` uses a
 Temporal dev server the script starts on a free port (``WRIT_TEMPORAL_ADDRESS``).
 
 Prints one JSON document on stdout (p50/p99 per path; ``p50_ratio``: Writ over direct,
