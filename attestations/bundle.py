@@ -6,7 +6,8 @@
 
 Parts: the plan envelope, every approval and rejection envelope as received, the approval
 requirement the policy gave and the revision that gave it (a Statement), the execution records
-(a Statement), the plan's decisions (a Statement), the plan's audit entries, decisions included,
+(a Statement: every attempt of every step, a retried step's earlier attempts taken from its
+audit entries), the plan's decisions (a Statement), the plan's audit entries, decisions included,
 with inclusion proofs (a Statement) against the signed checkpoint, with consistency proofs from
 the latest stored checkpoints to it, the checkpoint itself, the trust-root subset the plan needs
 (a Statement), and the OPA bundle of every policy revision the verifier re-runs (``policy/*.tar.gz``,
@@ -42,7 +43,7 @@ from writ.attestations.bundle_format import (
     policy_part,
     statement,
 )
-from writ.attestations.bundle_parts import decision_record, needed_revisions, trust_subset
+from writ.attestations.bundle_parts import decision_record, needed_revisions, step_attempts, trust_subset
 from writ.attestations.chain import parse_payload
 from writ.attestations.checkpoints import Checkpointer
 from writ.attestations.notes import note_key_id
@@ -62,13 +63,15 @@ __all__ = ["build_bundle"]
 MAX_CONSISTENCY_PROOFS = 64  # from the latest stored checkpoints: what an auditor may hold, bounded
 
 
-def _execution(plans: PlanStore, plan_id: str) -> dict[str, Any]:
+def _execution(plans: PlanStore, plan_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The plan's state and every attempt of every step (a retried step's earlier attempts from its entries)."""
     record = plans.get(plan_id)
-    steps = [{
+    rows = [{
         "step_index": c.step_index, "executor": c.executor, "claimed_at": iso(c.claimed_at),
         "args_digest": c.args_digest, "result_digest": c.result_digest, "outcome": c.outcome,
         "finished_at": iso(c.finished_at) if c.finished_at else None, "attempt": c.attempt,
     } for c in plans.claims(plan_id)]
+    steps = step_attempts(rows, [(e["seq"], e["kind"], e["payload"]) for e in entries])
     return {"state": record.state.value, "executor": record.executor, "steps": steps}
 
 
@@ -146,8 +149,8 @@ def build_bundle(
     parts[REQUIREMENT_PART] = statement(plan_id, REQUIREMENT_PREDICATE, {
         "requirement": requirement.model_dump(mode="json"), "policy_revision": requirement_revision,
         "evaluated_at": iso(record.unverified_plan(plans.limits).created_at)})
-    parts[EXECUTION_PART] = statement(plan_id, EXECUTION_PREDICATE, _execution(plans, plan_id))
     audit = _audit(store, checkpointer, plan_id, size)
+    parts[EXECUTION_PART] = statement(plan_id, EXECUTION_PREDICATE, _execution(plans, plan_id, audit["entries"]))
     decisions = [decision_record(e["seq"], e["payload"]) for e in audit["entries"] if e["kind"] == "decision"]
     parts[DECISIONS_PART] = statement(plan_id, DECISIONS_PREDICATE, {"decisions": decisions})
     parts[AUDIT_PART] = statement(plan_id, AUDIT_PREDICATE, audit)

@@ -34,7 +34,7 @@ from writ.plans.trust import TrustedKey, TrustSet
 from writ.plans.trust_store import load_trust_root
 
 __all__ = ["PolicyReplayer", "ReplayedPolicy", "effective_trust", "load_policies", "replay_decisions",
-           "replay_requirement"]
+           "replay_requirement", "requirement_policy"]
 
 
 class ReplayedPolicy(Protocol):
@@ -80,6 +80,13 @@ def _policy(policies: Mapping[str, ReplayedPolicy], revision: Any, what: str) ->
         raise BundleError("policy bundle", f"{what} was decided by policy revision {revision}, "
                           "and the bundle carries no policy bundle of it")
     return policies[revision]
+
+
+def requirement_policy(parts: Mapping[str, bytes], plan_id: str, policies: Mapping[str, ReplayedPolicy]
+                       ) -> tuple[str, ReplayedPolicy]:
+    """The revision that gave the approval requirement and its included policy (it also answers retries)."""
+    revision = statement_predicate(parts, REQUIREMENT_PART, plan_id).get("policy_revision")
+    return str(revision), _policy(policies, revision, "the approval requirement")
 
 
 def replay_requirement(parts: Mapping[str, bytes], plan_id: str, policies: Mapping[str, ReplayedPolicy],

@@ -13,7 +13,10 @@ the keys below are the subset's, so verified); every included policy bundle hash
 revision its name says; the plan signed by a planner key of its own planner valid when it was
 made; the approval requirement RE-EVALUATED by the included policy of the recorded revision
 (the recorded requirement is only compared, a difference reported); the approvals meeting it;
-every executed step one of the plan's steps, with the approved arguments, run once, by the
+every executed step one of the plan's steps, with the approved arguments, each attempt once
+and a retry only after a failure the included policy let retry (attestations/bundle_attempts.py),
+a constrained step's arguments taken from the decision that allowed its call and matched against
+the plan's constraints, every policy revision the one the auditor gave (``policy_revision``), by the
 executor that began the plan (never the planner), claimed before the plan expired, every logged
 claim on the approved tool (attestations/bundle_steps.py), and only approvals logged and signed
 before the first claim counted; the
@@ -31,6 +34,7 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
+from writ.attestations.bundle_attempts import check_attempts, check_constrained_calls, check_retries
 from writ.attestations.bundle_format import (
     AUDIT_PART,
     CHECKPOINT_PART,
@@ -56,6 +60,7 @@ from writ.attestations.replay import (
     load_policies,
     replay_decisions,
     replay_requirement,
+    requirement_policy,
 )
 from writ.attestations.tree import entry_leaf
 from writ.engine.core.errors import BundleError, WritError
@@ -85,14 +90,18 @@ class BundleReport:
     decisions_replayed: int = 0
     policy_revisions: tuple[str, ...] = ()
     requirement_note: str | None = None  # the recorded requirement differed from the re-evaluated one
+    retries: int = 0  # attempts after a step's first, each after a failure the included policy let retry
+    policy_checked: bool = False  # every revision was the policy the auditor gave (--policy)
 
     def summary(self) -> str:
         note = f"\nnote: {self.requirement_note}" if self.requirement_note else ""
+        retried = f" ({self.retries} retried attempt(s))" if self.retries else ""
+        given = ", the policy you gave" if self.policy_checked else ""
         return (f"bundle OK: plan {self.plan_id} by {self.planner}, approved by {', '.join(self.approvers)}; "
-                f"{self.steps_run} step(s) run, state {self.state}; {self.entries} audit entries included "
+                f"{self.steps_run} step(s) run{retried}, state {self.state}; {self.entries} audit entries included "
                 f"in the signed checkpoint of {self.checkpoint_size} entries; requirement and "
                 f"{self.decisions_replayed} decision(s) re-evaluated under {len(self.policy_revisions)} included "
-                f"policy revision(s){note}")
+                f"policy revision(s){given}: {', '.join(self.policy_revisions)}{note}")
 
 
 def _instance_key(trust_root: bytes) -> tuple[TrustSet, PublicKey, str]:
@@ -135,23 +144,18 @@ def _plan(parts: dict[str, bytes], trust: TrustSet, plan_id: str, limits: PlanLi
     return plan
 
 
-def _steps(plan: Plan, execution: dict[str, Any]) -> list[dict[str, Any]]:
+def _steps(plan: Plan, execution: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
     steps = execution.get("steps")
     if not isinstance(steps, list):
         raise BundleError("executed steps", "the execution record has no list of steps")
-    seen: set[int] = set()
+    attempts = check_attempts(plan, steps)
     for s in steps:
-        i = s.get("step_index")
-        if not isinstance(i, int) or not 0 <= i < len(plan.steps):
-            raise BundleError("executed steps", f"step {i} ran but the approved plan has {len(plan.steps)} steps")
-        if i in seen or s.get("attempt") != 1:
-            raise BundleError("executed steps", f"step {i} ran more than once")
-        seen.add(i)
+        i = s["step_index"]
         approved = plan.steps[i].args
         if not plan.steps[i].constraints and s.get("args_digest") != digest(approved):
             raise BundleError("executed steps", f"step {i} ran with arguments {s.get('args_digest')}, "
                               f"the approved arguments are {digest(approved)}")
-    return steps
+    return steps, attempts
 
 
 Index = dict[tuple[str, Any], list[dict[str, Any]]]
@@ -169,9 +173,10 @@ def _audit_matches(entries: list[dict[str, Any]], plan: Plan, execution: dict[st
     wanted += [(f"{who}'s approval", "approval", {"approver": who, "decision": "approve"}) for who in approvers]
     for s in execution["steps"]:
         i = s["step_index"]
-        wanted.append((f"step {i}'s claim", "step_claim",
+        k = s["attempt"]  # a claim entry names its attempt from the second on
+        wanted.append((f"step {i}'s claim" + (f" (attempt {k})" if k > 1 else ""), "step_claim",
                        {"step_index": i, "args_digest": s["args_digest"], "claimed": True, "executor": s["executor"],
-                        "at": db_time(claim_time(s))}))
+                        "at": db_time(claim_time(s)), "attempt": k if k > 1 else None}))
         if s.get("outcome") is not None:
             wanted.append((f"step {i}'s result", "step_result", {"step_index": i, "outcome": s["outcome"]}))
     state = execution.get("state")
@@ -221,7 +226,8 @@ def _checkpoint(note: str, instance: PublicKey, origin: str, what: str) -> Check
 
 
 def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, held_note: str | None = None,
-                  held_proof: bytes | None = None, limits: PlanLimits | None = None) -> BundleReport:
+                  held_proof: bytes | None = None, limits: PlanLimits | None = None,
+                  policy_revision: str | None = None) -> BundleReport:
     """Every check of the module docstring; ``BundleError`` naming the first that fails.
 
     ``replayer``: evaluates the included policy bundles (``writ.engine.policy.offline.RegorusReplayer``).
@@ -229,9 +235,11 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, he
     bundle carries a consistency proof from (the instance's stored checkpoints, the latest 64), or of
     a LATER tree with ``held_proof``, the proof ``writ audit consistency`` wrote from the bundle's to it.
     ``limits``: the plan bounds the instance used (``WRIT_LIMITS__PLAN__*``) when they are not the defaults.
+    ``policy_revision``: the revision of the policy the auditor holds (``--policy``); every policy the bundle
+    re-runs must be it. Without it the report lists the revisions, for the auditor to compare.
     """
     try:
-        return _verify(raw, trust_root, replayer, (held_note, held_proof), limits or PlanLimits())
+        return _verify(raw, trust_root, replayer, (held_note, held_proof), limits or PlanLimits(), policy_revision)
     except BundleError:
         raise
     except WritError as e:  # e.g. a part that is not strict JSON: parse_strict's InputError
@@ -242,8 +250,17 @@ def verify_bundle(raw: bytes, trust_root: bytes, *, replayer: PolicyReplayer, he
                           f"{str(e)[:200]}") from None
 
 
+def _expected_policy(policies: dict[str, Any], expected: str | None) -> None:
+    """With the auditor's policy (``--policy``): every revision the bundle re-runs must be that one."""
+    if expected is None:
+        return
+    for revision in sorted(policies):
+        if revision != expected:
+            raise BundleError("policy revision", f"policy revision {revision} is not the policy you gave ({expected})")
+
+
 def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple[str | None, bytes | None],
-            limits: PlanLimits) -> BundleReport:
+            limits: PlanLimits, expected_policy: str | None) -> BundleReport:
     auditor, instance, origin = _instance_key(trust_root)
     parts, envelope = split_bundle(raw)
     manifest = _manifest(parts, envelope, instance)
@@ -254,10 +271,13 @@ def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple
             raise BundleError("manifest", f"the bundle has no {needed}")
     trust = effective_trust(parts, plan_id, auditor, instance)
     policies = load_policies(parts, replayer)
+    _expected_policy(policies, expected_policy)
     plan = _plan(parts, trust, plan_id, limits)
     requirement, note = replay_requirement(parts, plan_id, policies, plan)
     execution = statement_predicate(parts, EXECUTION_PART, plan_id)
-    steps = _steps(plan, execution)
+    steps, attempts = _steps(plan, execution)
+    revision, policy = requirement_policy(parts, plan_id, policies)
+    check_retries(plan, attempts, policy, revision)
     check_executors(plan, execution, trust)
     audit = statement_predicate(parts, AUDIT_PART, plan_id)
     check_claims(plan, audit["entries"], execution)
@@ -276,6 +296,8 @@ def _verify(raw: bytes, trust_root: bytes, replayer: PolicyReplayer, held: tuple
     entries = _entries(audit, plan_id, checkpoint)
     approvers = tuple(a.principal for a in result.approvals)
     _audit_matches(audit["entries"], plan, execution, approvers)
+    check_constrained_calls(plan, audit["entries"], steps, limits)
     replayed = replay_decisions(parts, plan_id, audit["entries"], policies)
-    return BundleReport(plan.id, plan.planner, approvers, len(steps), str(execution.get("state")), entries,
-                        checkpoint.size, replayed, tuple(sorted(policies)), note)
+    return BundleReport(plan.id, plan.planner, approvers, len(attempts), str(execution.get("state")), entries,
+                        checkpoint.size, replayed, tuple(sorted(policies)), note, len(steps) - len(attempts),
+                        expected_policy is not None)

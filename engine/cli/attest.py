@@ -121,8 +121,12 @@ def _export_period(since: str, until: str | None, out_dir: Path, as_json: bool) 
 @click.option("--proof", "proof_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="For a --checkpoint LATER than the bundle's: the proof from the bundle's tree to it "
               "(`writ audit consistency --old N --new M -o FILE`).")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path, exists=True),
+              help="Your policy: the policy repository's directory or an OPA bundle file. Every policy revision "
+              "the bundle uses must be its revision; without it, the report lists the revisions used.")
 @writ_command(store="none")  # an auditor verifies offline: no data directory, no database
-def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_file: Path | None) -> None:
+def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_file: Path | None,
+           policy_path: Path | None) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.
 
     No database and no network. The approval requirement and every policy decision about the
@@ -133,11 +137,14 @@ def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_f
     Example:
       writ attest verify plan.bundle.json --trust trust-root.json
       writ attest verify plan.bundle.json --trust trust-root.json --checkpoint later.note --proof proof.json
+      writ attest verify plan.bundle.json --trust trust-root.json --policy ../policy-repo/policies
     """
-    from writ.engine.policy.offline import verify_offline
+    from writ.engine.policy.offline import policy_revision_of, verify_offline
 
     held = read_bounded(checkpoint_file, "checkpoint", 1 << 16).decode(errors="replace") if checkpoint_file else None
     proof = read_bounded(proof_file, "consistency proof", 1 << 20) if proof_file else None
+    revision = policy_revision_of(policy_path) if policy_path else None
     report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
-                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held, held_proof=proof)
+                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held, held_proof=proof,
+                            policy_revision=revision)
     click.echo(report.summary())

@@ -3,7 +3,8 @@
     report = verify_offline(Path("plan.bundle.json").read_bytes(), Path("trust-root.json").read_bytes())
     print(report.summary())          # or BundleError naming the first failed check
 
-    $ writ-verify-bundle plan.bundle.json --trust trust-root.json [--checkpoint held.note [--proof proof.json]]
+    $ writ-verify-bundle plan.bundle.json --trust trust-root.json [--checkpoint held.note [--proof proof.json]] \\
+          [--policy policies/ | --policy policy.tar.gz]     # every revision used must be your policy's
     $ python -m writ.engine.policy.offline plan.bundle.json --trust trust-root.json
 
 ``writ.attestations.verify_bundle`` does every check; this module gives it ``RegorusReplayer``,
@@ -31,10 +32,10 @@ from writ.engine.policy.base import PolicyEngine
 from writ.engine.policy.bundle import bundle_members
 from writ.engine.policy.compiled import CompiledPolicy, ThreadVm, compile_policy_set
 from writ.engine.policy.embedded import build_regorus, query_value
-from writ.engine.policy.policyset import PolicySet, regorus_error_text, set_revision
+from writ.engine.policy.policyset import PolicySet, load_policy_set, regorus_error_text, set_revision
 from writ.plans.models import PlanLimits
 
-__all__ = ["BundleEngine", "RegorusReplayer", "main", "policy_set_of", "verify_offline"]
+__all__ = ["BundleEngine", "RegorusReplayer", "main", "policy_revision_of", "policy_set_of", "verify_offline"]
 
 MAX_CACHED = 32  # policy revisions kept compiled in one process
 
@@ -146,19 +147,36 @@ class RegorusReplayer:
         return _Replayed(engine)
 
 
+def policy_revision_of(path: Path) -> str:
+    """The revision of the auditor's policy: a policy directory (as the engine loads it) or an OPA bundle file.
+
+    Computed as the engine computes its own (``set_revision`` of the modules and data, tests left
+    out); ``WritError`` (``PolicyLoadError``, ``InputError``) if it is neither.
+    """
+    if path.is_dir():
+        return load_policy_set(path).revision
+    raw = path.read_bytes()
+    return policy_set_of(raw).revision
+
+
 def verify_offline(raw: bytes, trust_root: bytes, *, held_note: str | None = None,
-                   limits: PlanLimits | None = None, held_proof: bytes | None = None) -> BundleReport:
+                   limits: PlanLimits | None = None, held_proof: bytes | None = None,
+                   policy_revision: str | None = None) -> BundleReport:
     """``verify_bundle`` with the included policies re-evaluated by regorus; ``BundleError`` naming the first failure.
 
     ``held_note``: a checkpoint kept apart; ``held_proof``: when it is later than the bundle's, the
-    consistency proof to it (``writ audit consistency``).
+    consistency proof to it (``writ audit consistency``). ``policy_revision``: the auditor's policy
+    (``policy_revision_of``); every revision the bundle uses must be it.
     """
     return verify_bundle(raw, trust_root, replayer=RegorusReplayer(), held_note=held_note, held_proof=held_proof,
-                         limits=limits)
+                         limits=limits, policy_revision=policy_revision)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``writ-verify-bundle BUNDLE --trust ROOT [--checkpoint NOTE [--proof FILE]]``: exit 0, 1 refused, 2 unreadable."""
+    """``writ-verify-bundle BUNDLE --trust ROOT [--checkpoint NOTE [--proof FILE]] [--policy DIR_OR_BUNDLE]``.
+
+    Exit 0 verified, 1 refused, 2 unreadable (a file, or a --policy that is no policy).
+    """
     parser = argparse.ArgumentParser(
         prog="writ-verify-bundle", description="Verify a Writ attestation bundle offline, re-running its policy.",
         epilog="example: writ-verify-bundle plan.bundle.json --trust trust-root.json")
@@ -166,11 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust", type=Path, required=True, help="the trust root (`writ trust export`)")
     parser.add_argument("--checkpoint", type=Path, help="a signed checkpoint you kept apart")
     parser.add_argument("--proof", type=Path, help="for a later --checkpoint: `writ audit consistency`'s proof to it")
+    parser.add_argument("--policy", type=Path, help="your policy (a policy directory or an OPA bundle file): every "
+                        "policy revision the bundle uses must be its revision")
     args = parser.parse_args(argv)
     try:
         held = args.checkpoint.read_text(errors="replace") if args.checkpoint else None
         proof = args.proof.read_bytes() if args.proof else None
-        report = verify_offline(args.bundle.read_bytes(), args.trust.read_bytes(), held_note=held, held_proof=proof)
+        revision = policy_revision_of(args.policy) if args.policy else None
+    except OSError as e:
+        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except WritError as e:
+        print(f"error: --policy {args.policy}: {e.message}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_offline(args.bundle.read_bytes(), args.trust.read_bytes(), held_note=held, held_proof=proof,
+                                policy_revision=revision)
     except OSError as e:
         print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
         return 2

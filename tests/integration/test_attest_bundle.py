@@ -21,20 +21,23 @@ from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
 
 from tests.integration.test_plan_store import CALLS, NOW, World, make_world
+from writ.attestations.audit import AuditLog
 from writ.attestations.bundle import build_bundle
 from writ.attestations.bundle_format import (
     AUDIT_PART,
     CHECKPOINT_PART,
+    DECISIONS_PART,
     EXECUTION_PART,
     MANIFEST_PAYLOAD_TYPE,
+    POLICY_PREFIX,
+    TRUST_PART,
     bundle_document,
     manifest_payload,
+    policy_part,
     split_bundle,
 )
 from writ.attestations.checkpoints import Checkpointer, default_origin
 from writ.attestations.notes import Checkpoint, note_key_id, open_checkpoint, sign_checkpoint
-from writ.attestations.audit import AuditLog
-from writ.attestations.bundle_format import DECISIONS_PART, POLICY_PREFIX, REQUIREMENT_PART, TRUST_PART, policy_part
 from writ.engine.core import reasons
 from writ.engine.core.db import Database
 from writ.engine.core.errors import BundleError, NotFoundError
@@ -49,6 +52,7 @@ from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.canonical import canonical_bytes, digest, parse_strict
 from writ.plans.keys import PrivateKey
 from writ.plans.lifecycle import PlanState
+from writ.plans.models import Plan
 from writ.plans.statements import sign_approval
 
 REQUIREMENT = ApprovalRequirement(quorum=2, required_groups=("code-owners",), max_ttl_seconds=86400)
@@ -73,17 +77,14 @@ def step_input(plan_id: str, index: int, *, matches: bool = True, principal: str
 class Honest:
     """A completed plan, its decisions, its bundle, the instance key and the trust root an auditor holds."""
 
-    def __init__(self, world: World, instance: PrivateKey, engine: EmbeddedEngine) -> None:
+    def __init__(self, world: World, instance: PrivateKey, engine: EmbeddedEngine,
+                 run: Callable[[Honest], Plan] | None = None) -> None:
+        """``run``: how the plan is made and run (default: two steps, each decided, claimed and succeeded)."""
         self.world, self.instance, self.engine = world, instance, engine
         watch_embedded(world.store, engine)  # what the composition root does when an engine loads its policies
         self.checkpointer = Checkpointer(world.store, instance)
         self.pdp = DecisionPoint(engine, AuditLog(world.store))
-        self.plan = world.executing()
-        for i in range(2):
-            assert self.pdp.decide(step_input(self.plan.id, i)).allow  # the gateway asks policy before each step
-            world.claim(self.plan, i)
-            world.plans.record_result(self.plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
-        assert world.plans.finish(self.plan.id, "completed", now=NOW) is PlanState.COMPLETED
+        self.plan = (run or Honest.run_two_steps)(self)
         self.raw = self.build()
         root = world.trust.export_trust_root()
         origin = default_origin(instance.public_key)
@@ -91,6 +92,15 @@ class Honest:
                                 "checkpoint_origin": origin,
                                 "note_key_id": note_key_id(origin, instance.public_key).hex()}
         self.trust_root = json.dumps(root).encode()
+
+    def run_two_steps(self) -> Plan:
+        world, plan = self.world, self.world.executing()
+        for i in range(2):
+            assert self.pdp.decide(step_input(plan.id, i)).allow  # the gateway asks policy before each step
+            world.claim(plan, i)
+            world.plans.record_result(plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
+        assert world.plans.finish(plan.id, "completed", now=NOW) is PlanState.COMPLETED
+        return plan
 
     def build(self, plan_id: str | None = None, requirement: ApprovalRequirement = REQUIREMENT) -> bytes:
         return build_bundle(self.world.plans, self.world.store, self.checkpointer, self.instance,

@@ -14,22 +14,37 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 import tarfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration import test_attest_bundle as base
 from tests.integration.test_attest_bundle import Honest, refused, statement_edit
-from tests.integration.test_plan_store import CALLS, NOW
+from tests.integration.test_plan_store import CALLS, DEF, NOW, make_world, steps
 from writ.attestations.audit import AuditLog
-from writ.attestations.bundle_format import AUDIT_PART, DECISIONS_PART, EXECUTION_PART, policy_part, split_bundle
+from writ.attestations.bundle_format import (
+    AUDIT_PART,
+    DECISIONS_PART,
+    EXECUTION_PART,
+    REQUIREMENT_PART,
+    policy_part,
+    split_bundle,
+)
+from writ.engine.core.db import Database
 from writ.engine.core.errors import BundleError
-from writ.engine.policy.bundle import bundle_members
-from writ.engine.policy.offline import verify_offline
+from writ.engine.policy.bundle import bundle_bytes, bundle_members
+from writ.engine.policy.offline import main as offline_main
+from writ.engine.policy.offline import policy_revision_of, verify_offline
+from writ.engine.policy.policyset import PolicySet, load_policy_set
 from writ.plans.canonical import digest, parse_strict
+from writ.plans.keys import PrivateKey
+from writ.plans.models import PathGlob, Plan, PlanStep
 
 engine = base.engine  # the fixtures of the honest bundle
 honest = base.honest
@@ -257,3 +272,127 @@ def test_random_mutations_of_an_honest_bundle_end_in_bundle_error(honest: Honest
             pass  # refused, naming a check; anything else (a traceback) fails the test
 
     mutated()
+
+
+# -- a constrained step's arguments, checked offline against the decision that allowed its call -----
+
+
+def constrained_steps() -> list[PlanStep]:
+    """Step 0 writes any Markdown file under /repo (its path constrained, not pinned); step 1 is pinned."""
+    return [PlanStep(server="fs", tool="write_file", definition_digest=DEF, args={"content": "hello\n"},
+                     constraints=(PathGlob(arg="path", root="/repo", glob="*.md"),)),
+            *steps()[1:]]
+
+
+def run_constrained(h: Honest, *, decide: tuple[int, ...] = (0, 1)) -> Plan:
+    """The constrained plan run as the gateway runs it: the steps in ``decide`` asked of policy first."""
+    world, plan = h.world, h.world.executing(steps=constrained_steps())
+    for i in range(2):
+        if i in decide:
+            assert h.pdp.decide(base.step_input(plan.id, i)).allow
+        world.claim(plan, i)
+        world.plans.record_result(plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
+    world.plans.finish(plan.id, "completed", now=NOW)
+    return plan
+
+
+def test_constrained_step_is_checked_against_the_decision_that_allowed_it(store: Database, engine: Any) -> None:
+    h = Honest(make_world(store, engine), PrivateKey.generate(), engine, run=run_constrained)
+    report = verify_offline(h.raw, h.trust_root)
+    assert (report.steps_run, report.state) == (2, "completed")
+
+
+def test_constrained_step_ran_with_arguments_outside_the_constraint(store: Database, engine: Any) -> None:
+    # the operator's gateway ran step 0 on /etc/passwd: it logs an allow for that call (step_matches: true),
+    # the store's row and a claim entry state the digest of those arguments; every signature and proof is genuine
+    h = Honest(make_world(store, engine), PrivateKey.generate(), engine, run=run_constrained)
+    evil = {"path": "/etc/passwd", "content": "hello\n"}
+    assert h.pdp.decide(base.step_input(h.plan.id, 0).model_copy(update={"args": evil})).allow
+    h.world.sql("UPDATE step_claims SET args_digest = :d WHERE plan_id = :p AND step_index = 0", d=digest(evil),
+                p=h.plan.id)
+    AuditLog(h.world.store).append("step_claim", {**claim_entries(h)[0], "args_digest": digest(evil)})
+    refused(h, h.build(), "step arguments", "step 0 \\(attempt 1\\) ran with arguments outside the approved "
+            "constraints: argument 'path': .*/etc/passwd")
+
+
+def test_constrained_step_claim_without_its_allowing_decision(store: Database, engine: Any) -> None:
+    # no decision allowed step 0's call (the operator ran it past the gateway, or left its decision out)
+    h = Honest(make_world(store, engine), PrivateKey.generate(), engine,
+               run=lambda h: run_constrained(h, decide=(1,)))
+    refused(h, h.build(), "step arguments", "step 0 \\(attempt 1\\) is bound by constraints and no logged decision "
+            "allowed its call")
+
+
+# -- the policy: the security team's, not one the operator included -------------------------------
+
+
+def operators_policy(policy_dir: Path, tmp_path: Path) -> PolicySet:
+    """The shipped policy with every approval rule lowered to a quorum of 1, no group: the operator's own."""
+    mine = tmp_path / "operator-policies"
+    shutil.copytree(policy_dir, mine, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (mine / "writ" / "approval_rules.json").write_text(json.dumps({"default": {"quorum": 1, "required_groups": []}}))
+    return load_policy_set(mine)
+
+
+def with_operators_policy(honest: Honest, ps: PolicySet) -> bytes:
+    """The operator's policy included and named as the requirement's revision, bob's approval dropped; re-signed."""
+    def change(parts: dict[str, bytes]) -> None:
+        parts[policy_part(ps.revision)] = bundle_bytes(ps)
+        statement_edit(REQUIREMENT_PART, lambda p: p.__setitem__("policy_revision", ps.revision))(parts)
+        del parts[max(n for n in parts if n.startswith("approvals/"))]
+    return honest.resigned(change)
+
+
+def test_bundle_with_an_operator_policy_refused_against_the_teams_policy(honest: Honest, policy_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    ps = operators_policy(policy_dir, tmp_path)
+    raw = with_operators_policy(honest, ps)
+    report = verify_offline(raw, honest.trust_root)  # self-consistent: without --policy only the report shows it
+    assert report.approvers == ("alice",) and ps.revision in report.summary()
+    team = policy_revision_of(policy_dir)
+    with pytest.raises(BundleError, match=f"policy revision {ps.revision} is not the policy you gave \\({team}\\)"
+                       ) as caught:
+        verify_offline(raw, honest.trust_root, policy_revision=team)
+    assert caught.value.check == "policy revision"
+
+    bundle, root = tmp_path / "b.json", tmp_path / "root.json"
+    bundle.write_bytes(raw)
+    root.write_bytes(honest.trust_root)
+    cli = base.writ_cli(tmp_path / "auditor", "attest", "verify", str(bundle), "--trust", str(root),
+                        "--policy", str(policy_dir))
+    assert cli.exit_code == 1, cli.output
+    assert cli.output.startswith(f"error[verification_failed]: policy revision: policy revision {ps.revision} "
+                                 "is not the policy you gave"), cli.output
+
+
+def test_honest_bundle_verifies_against_the_teams_policy_directory_or_bundle_file(
+        honest: Honest, policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    packed = tmp_path / "policy.tar.gz"
+    packed.write_bytes(bundle_bytes(load_policy_set(policy_dir)))
+    assert policy_revision_of(packed) == policy_revision_of(policy_dir) == honest.engine.revision
+    report = verify_offline(honest.raw, honest.trust_root, policy_revision=policy_revision_of(packed))
+    assert report.policy_checked and f"the policy you gave: {honest.engine.revision}" in report.summary()
+
+    bundle, root = tmp_path / "b.json", tmp_path / "root.json"
+    bundle.write_bytes(honest.raw)
+    root.write_bytes(honest.trust_root)
+    assert offline_main([str(bundle), "--trust", str(root), "--policy", str(policy_dir)]) == 0
+    assert capsys.readouterr().out.startswith("bundle OK: plan " + honest.plan.id)
+    ops = operators_policy(policy_dir, tmp_path)
+    (tmp_path / "ops.tar.gz").write_bytes(bundle_bytes(ops))
+    assert offline_main([str(bundle), "--trust", str(root), "--policy", str(tmp_path / "ops.tar.gz")]) == 1
+    assert f"is not the policy you gave ({ops.revision})" in capsys.readouterr().err
+    assert offline_main([str(bundle), "--trust", str(root), "--policy", str(root)]) == 2  # not a policy
+    assert capsys.readouterr().err.startswith(f"error: --policy {root}: ")
+
+
+def test_cli_verify_prints_a_wrapped_bundle_error_cleanly(honest: Honest, tmp_path: Path) -> None:
+    # a part of the wrong shape is a KeyError inside the verifier, wrapped as a BundleError: no traceback
+    bundle, root = tmp_path / "b.json", tmp_path / "root.json"
+    bundle.write_bytes(honest.resigned(statement_edit(AUDIT_PART, lambda p: p["entries"].append({"seq": "x"}))))
+    root.write_bytes(honest.trust_root)
+    cli = base.writ_cli(tmp_path / "auditor", "attest", "verify", str(bundle), "--trust", str(root))
+    assert cli.exit_code == 1, cli.output
+    assert cli.output.startswith("error[verification_failed]: bundle format: a part does not have the expected "
+                                 "shape"), cli.output
+    assert "Traceback" not in cli.output
