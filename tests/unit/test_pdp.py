@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import regorus
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 from support.factories import call_input, plan_context
 
@@ -19,7 +22,7 @@ from writ.engine.core.settings import Settings
 from writ.engine.policy.base import PolicyEngine
 from writ.engine.policy.compiled import ThreadVm
 from writ.engine.policy.embedded import EmbeddedEngine, build_regorus
-from writ.engine.policy.pdp import DecisionPoint
+from writ.engine.policy.pdp import DecisionPoint, jcs_encodable
 
 
 @pytest.fixture
@@ -79,6 +82,34 @@ def test_huge_integers_in_args_are_logged_as_exact_json_text(pdp: DecisionPoint)
     d = pdp.decide(call_input(tool="git_log", args={"max_count": 2**70}))
     assert d.allow
     assert str(2**70) in logged_decisions(pdp)[0]["input"]["json_text"]
+
+
+# Values at and around every edge rfc8785 refuses: integers beyond +-(2**53 - 1), NaN and infinities,
+# lone surrogates in strings and keys, keys that are no strings, types JSON has no form for.
+_EDGE_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**54), max_value=2**54),
+    st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 2**70]),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.sampled_from(["\ud800", "a\udfffb", "\u00e9\U0001f600"]),
+    st.sampled_from([b"bytes", {1, 2}, object()]),
+)
+_EDGE_KEYS = st.one_of(st.text(max_size=6), st.sampled_from(["\ud83d", 1, None, b"k", (1,)]))
+_EDGE_VALUES = st.recursive(
+    _EDGE_SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                            st.dictionaries(_EDGE_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@given(_EDGE_VALUES)
+def test_the_encodability_check_refuses_exactly_what_rfc8785_refuses(value: Any) -> None:
+    try:
+        rfc8785.dumps(value)
+        encodes = True
+    except Exception:  # noqa: BLE001 - whatever rfc8785 raises, the audit payload must keep the text instead
+        encodes = False
+    assert jcs_encodable(value) is encodes
 
 
 def test_executor_write_under_a_matching_plan_is_allowed_and_logged(pdp: DecisionPoint) -> None:
