@@ -191,18 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         held = args.checkpoint.read_text(errors="replace") if args.checkpoint else None
         proof = args.proof.read_bytes() if args.proof else None
         revision = policy_revision_of(args.policy) if args.policy else None
+        bundle, trust = args.bundle.read_bytes(), args.trust.read_bytes()
     except OSError as e:
         print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
-    except WritError as e:
+    except WritError as e:  # only --policy's reading raises one here
         print(f"error: --policy {args.policy}: {e.message}", file=sys.stderr)
         return 2
     try:
-        report = verify_offline(args.bundle.read_bytes(), args.trust.read_bytes(), held_note=held, held_proof=proof,
-                                policy_revision=revision)
-    except OSError as e:
-        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+        report = verify_offline(bundle, trust, held_note=held, held_proof=proof, policy_revision=revision)
     except WritError as e:
         print(f"bundle REFUSED: {e.message}", file=sys.stderr)
         return 1
