@@ -15,13 +15,14 @@ the principal's keys. Each change is audited (``principal_locked``, ``principal_
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, Table, bindparam
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, or_, select
 
 from writ.engine.core import reasons
@@ -79,9 +80,25 @@ class PrincipalState:
 
 
 _TABLE: Table = PrincipalStatusRow.__table__  # type: ignore[attr-defined]
+_STATE = _TABLE.select().where(_TABLE.c.principal == bindparam("principal"))  # built once: its cache key too
 
 
-def _state(row: PrincipalStatusRow | Row[Any] | None, principal: str) -> PrincipalState:
+class _Fetched(NamedTuple):
+    """A ``principal_status`` row as the SQLite read of ``PrincipalStatus.state`` fetches it."""
+
+    principal: str
+    locked_at: str | None
+    lock_session: str | None
+    lock_decision: str | None
+    lock_reasons: str | None
+    disabled_at: str | None
+    disable_reason: str | None
+
+
+_SQL_STATE = f"SELECT {', '.join(_Fetched._fields)} FROM principal_status WHERE principal = ?"  # noqa: S608
+
+
+def _state(row: PrincipalStatusRow | Row[Any] | _Fetched | None, principal: str) -> PrincipalState:
     if row is None:
         return PrincipalState.clear(principal)
     return PrincipalState(
@@ -93,6 +110,18 @@ def _state(row: PrincipalStatusRow | Row[Any] | None, principal: str) -> Princip
         disabled_at=from_db_time(row.disabled_at) if row.disabled_at else None,
         disable_reason=row.disable_reason,
     )
+
+
+def _sqlite_row(store: Database, principal: str) -> _Fetched | None:
+    """The row on SQLite through the pool's DBAPI connection; a ``sqlite3`` error as SQLAlchemy's (``db_errors``)."""
+    raw = store.engine.raw_connection()
+    try:
+        found = raw.driver_connection.execute(_SQL_STATE, (principal,)).fetchone()  # type: ignore[union-attr]
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(_SQL_STATE, (principal,), e, sqlite3.Error) from e
+    finally:
+        raw.close()
+    return _Fetched(*found) if found is not None else None
 
 
 def _reason(text: str, what: str) -> str:
@@ -116,11 +145,16 @@ class PrincipalStatus:
     def state(self, principal: str) -> PrincipalState:
         """The principal's state now (one primary-key lookup); ``StoreError`` if the database cannot say.
 
-        A Core statement, not an ORM session (a third cheaper): every gateway call and HTTP request asks this.
+        Every gateway call and HTTP request asks this, so it skips what it can: on SQLite one SELECT on
+        the pooled DBAPI connection (autocommit: it reads the last commit, as a fresh transaction
+        would), about 15 us instead of 225 us through a Core connection; on PostgreSQL a prebuilt
+        Core statement.
         """
-        with db_errors(self._store, f"read the lock of {principal!r}"), self._store.connect() as conn:
-            row = conn.execute(_TABLE.select().where(_TABLE.c.principal == principal)).first()
-        return _state(row, principal)
+        with db_errors(self._store, f"read the lock of {principal!r}"):
+            if self._store.dialect == "sqlite":
+                return _state(_sqlite_row(self._store, principal), principal)
+            with self._store.connect() as conn:
+                return _state(conn.execute(_STATE, {"principal": principal}).first(), principal)
 
     def states(self) -> list[PrincipalState]:
         """Every principal that is locked or disabled now, by name."""

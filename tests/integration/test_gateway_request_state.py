@@ -52,3 +52,36 @@ def test_a_read_of_another_principal_is_not_used(store: Database, db_settings: S
     guard = PrincipalGuard(stores, resolve_principal(stores.trust, name), session_id="s-3", transport="http")
     refused = guard.refusal(stores.trust.principal_state(other))  # clear, but not this principal's: read again
     assert refused is not None and refused[0] == reasons.PRINCIPAL_LOCKED
+
+
+def test_the_per_call_read_returns_every_field_of_a_lock_and_a_disable(store: Database, db_settings: Settings) -> None:
+    """``PrincipalStatus.state`` reads SQLite through the raw DBAPI connection: the same state as the ORM row."""
+    name = f"read-{uuid.uuid4().hex[:8]}"
+    stores = wire_services(db_settings, store)
+    stores.trust.add_principal(name, "executor")
+    assert stores.trust.principal_state(name) == stores.trust.status.state(name)
+    assert stores.trust.principal_state(name).refusal() is None
+    stores.trust.status.lock(name, session_id="s-7", decision_id="dec-7",
+                             codes=(reasons.STEP_NOT_IN_PLAN, reasons.PLAN_REQUIRED))
+    stores.trust.status.disable(name, reason="left the team")
+    state = stores.trust.principal_state(name)
+    listed = {s.principal: s for s in stores.trust.status.states()}[name]  # the ORM's reading of the same row
+    assert state == listed
+    assert (state.lock_session, state.lock_decision, state.lock_reasons, state.disable_reason) == (
+        "s-7", "dec-7", (reasons.STEP_NOT_IN_PLAN, reasons.PLAN_REQUIRED), "left the team")
+    assert state.locked and state.disabled
+
+
+def test_a_lock_that_cannot_be_read_refuses_the_call(store: Database, db_settings: Settings) -> None:
+    """Fail closed: when the per-call read of the lock fails, the guard refuses (store_unavailable)."""
+    name = f"unread-{uuid.uuid4().hex[:8]}"
+    stores = wire_services(db_settings, store)
+    stores.trust.add_principal(name, "executor")
+    guard = PrincipalGuard(stores, resolve_principal(stores.trust, name), session_id="s-4", transport="stdio")
+    assert guard.refusal() is None
+    with store.connect(write=True) as conn:
+        conn.exec_driver_sql("ALTER TABLE principal_status RENAME TO principal_status_gone")
+        conn.commit()
+    refused = guard.refusal()
+    assert refused is not None and refused[0] == reasons.STORE_UNAVAILABLE, refused
+    assert "cannot be read" in refused[1]
