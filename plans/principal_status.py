@@ -15,7 +15,6 @@ the principal's keys. Each change is audited (``principal_locked``, ``principal_
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,6 +113,8 @@ def _state(row: PrincipalStatusRow | Row[Any] | _Fetched | None, principal: str)
 
 def _sqlite_row(store: Database, principal: str) -> _Fetched | None:
     """The row on SQLite through the pool's DBAPI connection; a ``sqlite3`` error as SQLAlchemy's (``db_errors``)."""
+    import sqlite3  # here, not at the top: the offline bundle verifier imports this module and no database driver
+
     raw = store.engine.raw_connection()
     try:
         found = raw.driver_connection.execute(_SQL_STATE, (principal,)).fetchone()  # type: ignore[union-attr]
