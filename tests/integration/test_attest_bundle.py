@@ -2,9 +2,11 @@
 
 The bundle is built from a real store (SQLite) by ``build_bundle`` and verified by
 ``verify_offline`` (regorus re-running the bundle's own policy) with only the exported trust
-root, as an auditor would. Each mutation is what an operator with the database, the instance
-key or the file could do, named for the attack; tests/vectors/bundles/mutations.json lists the
-attacks of ADR 0022 with the check and message each must be refused with.
+root, as an auditor would (the builder, ``Honest``, is in tests/support/bundles.py). Each mutation
+is what an operator with the database, the instance key or the file could do, named for the
+attack; tests/vectors/bundles/mutations.json lists the attacks of ADR 0022 with the check and
+message each must be refused with, and tests/vectors/bundles/make_corpus.py runs the named tests
+to write each attack's bundle as a file (test_attest_bundle_corpus.py checks the files).
 """
 
 from __future__ import annotations
@@ -20,43 +22,34 @@ import pytest
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
 
-from tests.integration.test_plan_store import CALLS, NOW, World, make_world
+from tests.integration.test_plan_store import NOW, make_world
+from tests.support.bundles import Honest, Parts, refused, statement_edit, step_input
 from writ.attestations.audit import AuditLog
-from writ.attestations.bundle import build_bundle
 from writ.attestations.bundle_format import (
     AUDIT_PART,
     CHECKPOINT_PART,
     DECISIONS_PART,
     EXECUTION_PART,
-    MANIFEST_PAYLOAD_TYPE,
     POLICY_PREFIX,
     TRUST_PART,
-    bundle_document,
-    manifest_payload,
     policy_part,
     split_bundle,
 )
-from writ.attestations.checkpoints import Checkpointer, default_origin
-from writ.attestations.notes import Checkpoint, note_key_id, open_checkpoint, sign_checkpoint
+from writ.attestations.notes import Checkpoint, open_checkpoint, sign_checkpoint
 from writ.engine.core import reasons
 from writ.engine.core.db import Database
 from writ.engine.core.errors import BundleError, NotFoundError
 from writ.engine.policy.base import new_decision_id
 from writ.engine.policy.embedded import EmbeddedEngine
-from writ.engine.policy.models import Decision, PlanContext, PolicyInput, Reason, Session, Tool
+from writ.engine.policy.models import Decision, Reason
 from writ.engine.policy.offline import verify_offline
-from writ.engine.policy.pdp import DecisionPoint, audit_payload
+from writ.engine.policy.pdp import audit_payload
 from writ.engine.wiring.policy_record import watch_embedded
-from writ.plans import dsse
 from writ.plans.approval_result import ApprovalRequirement
 from writ.plans.canonical import canonical_bytes, digest, parse_strict
 from writ.plans.keys import PrivateKey
 from writ.plans.lifecycle import PlanState
-from writ.plans.models import Plan
 from writ.plans.statements import sign_approval
-
-REQUIREMENT = ApprovalRequirement(quorum=2, required_groups=("code-owners",), max_ttl_seconds=86400)
-Parts = dict[str, bytes]
 
 
 @pytest.fixture(scope="module")
@@ -64,74 +57,9 @@ def engine(policy_dir: Path) -> EmbeddedEngine:
     return EmbeddedEngine(policy_dir)
 
 
-def step_input(plan_id: str, index: int, *, matches: bool = True, principal: str = "exec-bot") -> PolicyInput:
-    """The policy input the gateway builds for step ``index`` of the plan bound to exec-bot's session."""
-    call = CALLS[index]
-    return PolicyInput(principal=principal, role="executor", session=Session(id="s-exec"),
-                       tool=Tool(server=call["server"], name=call["tool"], definition_digest=call["definition_digest"]),
-                       args=call["args"], now=NOW,
-                       plan=PlanContext(id=plan_id, state="executing", planner="plan-bot",
-                                        expires_at=NOW + timedelta(hours=4), step_matches=matches, step_index=index))
-
-
-class Honest:
-    """A completed plan, its decisions, its bundle, the instance key and the trust root an auditor holds."""
-
-    def __init__(self, world: World, instance: PrivateKey, engine: EmbeddedEngine,
-                 run: Callable[[Honest], Plan] | None = None) -> None:
-        """``run``: how the plan is made and run (default: two steps, each decided, claimed and succeeded)."""
-        self.world, self.instance, self.engine = world, instance, engine
-        watch_embedded(world.store, engine)  # what the composition root does when an engine loads its policies
-        self.checkpointer = Checkpointer(world.store, instance)
-        self.pdp = DecisionPoint(engine, AuditLog(world.store))
-        self.plan = (run or Honest.run_two_steps)(self)
-        self.raw = self.build()
-        root = world.trust.export_trust_root()
-        origin = default_origin(instance.public_key)
-        root["instance_key"] = {"public_key": instance.public_key.to_base64(), "key_id": instance.public_key.key_id,
-                                "checkpoint_origin": origin,
-                                "note_key_id": note_key_id(origin, instance.public_key).hex()}
-        self.trust_root = json.dumps(root).encode()
-
-    def run_two_steps(self) -> Plan:
-        world, plan = self.world, self.world.executing()
-        for i in range(2):
-            assert self.pdp.decide(step_input(plan.id, i)).allow  # the gateway asks policy before each step
-            world.claim(plan, i)
-            world.plans.record_result(plan.id, i, "sha256:" + "cd" * 32, "succeeded", now=NOW)
-        assert world.plans.finish(plan.id, "completed", now=NOW) is PlanState.COMPLETED
-        return plan
-
-    def build(self, plan_id: str | None = None, requirement: ApprovalRequirement = REQUIREMENT) -> bytes:
-        return build_bundle(self.world.plans, self.world.store, self.checkpointer, self.instance,
-                            plan_id or self.plan.id, requirement, requirement_revision=self.engine.revision)
-
-    def resigned(self, change: Callable[[Parts], None], key: PrivateKey | None = None) -> bytes:
-        """The bundle with its parts changed and the manifest re-signed (an attacker holding the instance key)."""
-        parts, manifest = split_bundle(self.raw)
-        change(parts)
-        created = parse_strict(manifest.payload)["created_at"]
-        env = dsse.Envelope.create(MANIFEST_PAYLOAD_TYPE, manifest_payload(self.plan.id, created, parts))
-        return bundle_document(parts, dsse.sign(env, key or self.instance))
-
-
 @pytest.fixture
 def honest(store: Database, engine: EmbeddedEngine) -> Honest:
     return Honest(make_world(store, engine), PrivateKey.generate(), engine)
-
-
-def refused(honest: Honest, raw: bytes, check: str, match: str) -> None:
-    with pytest.raises(BundleError, match=match) as caught:
-        verify_offline(raw, honest.trust_root)
-    assert caught.value.check == check
-
-
-def statement_edit(part: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[Parts], None]:
-    def change(parts: Parts) -> None:
-        doc = parse_strict(parts[part])
-        edit(doc["predicate"])
-        parts[part] = canonical_bytes(doc)
-    return change
 
 
 def test_honest_bundle_verifies_offline(honest: Honest) -> None:
