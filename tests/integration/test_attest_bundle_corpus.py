@@ -9,6 +9,7 @@ one of these files, or refuses it for another reason, fails here: nothing is reb
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from writ.attestations.bundle_format import PLAN_PART, split_bundle
 from writ.engine.core.errors import BundleError
@@ -116,3 +119,17 @@ def test_corpus_directory_holds_exactly_the_listed_files() -> None:
     listed = {CORPUS["trust_root"], CORPUS["honest"]["file"]}
     listed |= {a["file"] for a in ATTACKS.values()} | {a["trust_root"] for a in ATTACKS.values() if "trust_root" in a}
     assert {p.relative_to(VECTORS).as_posix() for p in (VECTORS / "corpus").iterdir()} == listed
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.data())
+def test_any_byte_of_any_honest_part_changed_is_refused_by_the_manifest_digests(data: st.DataObject) -> None:
+    doc = json.loads(HONEST.read_bytes())
+    name = data.draw(st.sampled_from(sorted(doc["parts"])))
+    part = bytearray(base64.b64decode(doc["parts"][name]))
+    at = data.draw(st.integers(0, len(part) - 1))
+    part[at] ^= data.draw(st.integers(1, 255))
+    doc["parts"][name] = base64.b64encode(bytes(part)).decode()
+    with pytest.raises(BundleError, match=f"part {name} hashes to") as caught:
+        verify_offline(json.dumps(doc).encode(), TRUST_ROOT.read_bytes())
+    assert caught.value.check == "manifest digests"
