@@ -93,6 +93,7 @@ class ApprovalRecord:
     envelope: bytes
     envelope_digest: str
     received_at: datetime
+    audited: bool = True  # its `approval` audit entry is written; only audited decisions count
 
     def comment(self) -> str:
         """The statement's comment (unverified: for display)."""
@@ -167,6 +168,7 @@ def approval_record(row: Any) -> ApprovalRecord:
         envelope=bytes(row.envelope),
         envelope_digest=row.envelope_digest,
         received_at=from_db_time(row.received_at),
+        audited=row.audited_at is not None,
     )
 
 

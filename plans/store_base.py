@@ -148,12 +148,17 @@ class PlanStoreBase:
             rows = conn.execute(query).all()
         return [(str(r.id), from_db_time(r.updated_at)) for r in rows]
 
-    def approvals(self, plan_id: str) -> list[ApprovalRecord]:
-        """Stored approvals and rejections, in the order received (the order they are counted in)."""
+    def approvals(self, plan_id: str, *, unaudited: bool = False) -> list[ApprovalRecord]:
+        """Stored approvals and rejections, in the order received (the order they are counted in).
+
+        Only those whose ``approval`` audit entry is written (the ones that count); ``unaudited``:
+        also those stored whose entry could not be written yet (``add_approval`` completes them).
+        """
+        query = select(APPROVALS).where(APPROVALS.c.plan_id == plan_id)
+        if not unaudited:
+            query = query.where(APPROVALS.c.audited_at.is_not(None))
         with self._db(f"read the approvals of {short_plan_id(plan_id)}"), self._store.connect() as conn:
-            rows = conn.execute(
-                select(APPROVALS).where(APPROVALS.c.plan_id == plan_id).order_by(APPROVALS.c.seq)
-            ).all()
+            rows = conn.execute(query.order_by(APPROVALS.c.seq)).all()
         return [approval_record(r) for r in rows]
 
     def claims(self, plan_id: str) -> list[ClaimRecord]:

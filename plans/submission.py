@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from writ.engine.core import reasons
@@ -177,12 +177,17 @@ class PlanSubmission(PlanStoreBase):
                                       "received_at": db_time(now), **(via or {})}
         try:
             envelope_digest = self._approval_digest(raw)
-            counted = self._counted_decision(plan_id, raw, envelope_digest, now, refused)
+            found = self._counted_decision(plan_id, raw, envelope_digest, now, refused)
         except WritError as e:
             self._audit_refusal("approval_refused", {**refused, "code": e.code, "reason": e.message})
             raise
-        if counted is None or not self._insert_approval(counted, plan_id, raw, envelope_digest, now):
-            return self.evaluate(plan_id, now=now)  # the same envelope, stored before (or by another process)
+        if found is None:
+            return self.evaluate(plan_id, now=now)  # the same envelope, stored and audited before
+        counted, stored_before = found
+        if not stored_before and not self._insert_approval(counted, plan_id, raw, envelope_digest, now):
+            return self.evaluate(plan_id, now=now)  # another process stored it first (and audits it)
+        # Stored, not counted yet: it counts once its entry is written (an AuditError here leaves it
+        # uncounted; the same envelope submitted again, as the workflow's retried activity does, completes it).
         self._audit.append(
             "approval",
             {
@@ -196,27 +201,31 @@ class PlanSubmission(PlanStoreBase):
                 **(via or {}),
             },
         )
+        self._mark_audited(plan_id, envelope_digest, now)
         return self.evaluate(plan_id, now=now)
 
     def _counted_decision(
         self, plan_id: str, raw: bytes, envelope_digest: str, now: datetime, refused: dict[str, object]
-    ) -> CountedDecision | None:
-        """The decision ``raw`` carries if it counts; None if this very envelope is stored already.
+    ) -> tuple[CountedDecision, bool] | None:
+        """The decision ``raw`` carries if it counts, and whether it is stored already (not yet audited).
 
-        ``ApprovalRefused`` if it does not count (who signed it, when a trusted key did, goes into ``refused``).
+        None if this very envelope is stored and audited already. ``ApprovalRefused`` if it does not
+        count (who signed it, when a trusted key did, goes into ``refused``).
         """
         record = self.get(plan_id)
-        stored = self.approvals(plan_id)
-        if any(a.envelope_digest == envelope_digest for a in stored):
+        stored = self.approvals(plan_id, unaudited=True)
+        same = next((a for a in stored if a.envelope_digest == envelope_digest), None)
+        if same is not None and same.audited:
             return None
-        checked = self._check_approval(record, stored, raw, now)
+        # counted after the audited ones only: a decision whose entry was never written is inert
+        checked = self._check_approval(record, [a for a in stored if a.audited], raw, now)
         if isinstance(checked, IgnoredApproval):
             refused.update(approver=checked.principal, key_id=checked.key_id)
             raise ApprovalRefused(
                 f"approval of plan {short_plan_id(plan_id)} refused ({checked.reason.value}): {checked.detail}",
                 code=f"approval_{checked.reason.value}",
             )
-        return checked
+        return checked, same is not None
 
     def _approval_digest(self, raw: bytes) -> str:
         """The digest that identifies an approval envelope: re-encodings of one envelope are one approval."""
@@ -282,6 +291,14 @@ class PlanSubmission(PlanStoreBase):
             except IntegrityError:
                 return False
         return True
+
+    def _mark_audited(self, plan_id: str, envelope_digest: str, now: datetime) -> None:
+        """The stored decision's ``approval`` entry is written: from now on it counts."""
+        with self._db(f"record the audit of an approval of {short_plan_id(plan_id)}"), \
+                self._store.connect(write=True) as conn, conn.begin():
+            conn.execute(update(APPROVALS).where(APPROVALS.c.plan_id == plan_id,
+                                                 APPROVALS.c.envelope_digest == envelope_digest)
+                         .values(audited_at=db_time(now)))
 
     def evaluate(self, plan_id: str, *, now: datetime | None = None) -> ApprovalResult:
         """Count the approvals now (verifier and policy) and move a pending plan on.

@@ -166,6 +166,8 @@ class ApprovalRow(SQLModel, table=True):
     envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     envelope_digest: str = Field(sa_column=Column(String(71), nullable=False))  # of the envelope's canonical JSON
     received_at: str = Field(sa_column=Column(String(32), nullable=False))
+    # set once its `approval` audit entry is written; only audited rows count (migration 0012)
+    audited_at: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
 
 
 class StepClaimRow(SQLModel, table=True):

@@ -239,15 +239,12 @@ def test_audit_log_away_for_half_a_minute_as_the_workflow_starts_does_not_end_it
     assert [e["event"] for e in world.audit("workflow")][0] == "started"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "add_approval commits the approval, then appends its `approval` entry; when that append fails the "
-    "activity is retried, finds the envelope stored and only re-counts, so the decision counts with no "
-    "entry (and after three failed tries the approver is told it could not be counted, yet it counts). "
-    "Fix: an `audited_at` column on plan_approvals (migration 0010+), set after the entry is appended; "
-    "add_approval's stored-before path appends the missing entry when it is unset; evaluate() counts "
-    "only audited approvals, or the workflow's record_decision re-appends it"))
-def test_approval_whose_audit_entry_failed_once_counts_without_an_entry(world: World) -> None:
-    """SECURITY.md row 23: each counted approval is audited with the workflow and run ids."""
+def test_approval_whose_audit_entry_failed_once_counts_only_with_its_entry(world: World) -> None:
+    """SECURITY.md row 23: each counted approval is audited with the workflow and run ids.
+
+    The first append of alice's `approval` entry fails after her decision was stored; the workflow's
+    retried activity submits the same envelope, which writes the missing entry, and only then counts.
+    """
     record = world.submit()
     audit = AuditLogRefusingOnce(world.services.store, kind="approval")
     services = wire_services(world.settings, world.services.store, audit=audit)

@@ -25,6 +25,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import SQLModel
+from support.faults import AuditLogRefusingOnce
 
 from writ.attestations.audit import AuditLog
 from writ.engine.core.db import Database
@@ -32,6 +33,7 @@ from writ.engine.core.errors import (
     ApprovalError,
     ApprovalPolicyError,
     ApprovalRefused,
+    AuditError,
     ClaimRefused,
     ConflictError,
     InputError,
@@ -332,6 +334,23 @@ def test_same_approval_submitted_twice_is_stored_once(world: World) -> None:
     assert len([k for k, _ in world.audit() if k == "approval"]) == 1
 
 
+def test_approval_whose_audit_entry_was_not_written_does_not_count(world: World, engine: EmbeddedEngine) -> None:
+    """Stored but not audited (the append failed after the insert): not counted, until the same envelope completes it."""
+    plan = world.pending()
+    blinking = PlanStore(world.store, world.trust, engine, audit=AuditLogRefusingOnce(world.store, kind="approval"))
+    alice = world.decision(plan.id, "alice")
+    with pytest.raises(AuditError):
+        blinking.add_approval(plan.id, alice, now=NOW)
+    assert [a.audited for a in world.plans.approvals(plan.id, unaudited=True)] == [False]
+    assert world.plans.approvals(plan.id) == []
+    assert world.plans.add_approval(plan.id, world.decision(plan.id, "bob"), now=NOW).approvers == ("bob",)
+    assert [k for k, _ in world.audit()].count("approval") == 1  # bob's only: alice's decision is inert
+    completed = blinking.add_approval(plan.id, alice, now=NOW)  # the same envelope again, as a retry sends it
+    assert completed.approvers == ("alice", "bob") and completed.approved
+    assert [p["approver"] for k, p in world.audit() if k == "approval"] == ["bob", "alice"]
+    assert [a.audited for a in world.plans.approvals(plan.id, unaudited=True)] == [True, True]
+
+
 @pytest.mark.parametrize(
     ("case", "code", "message"),
     [
@@ -481,7 +500,8 @@ def test_approval_row_forged_in_the_database(world: World) -> None:
     world.keys["mallory"] = PrivateKey.generate()
     forged = world.decision(plan.id, "bob", key="mallory")
     world.sql("INSERT INTO plan_approvals (plan_id, approver, key_id, decision, envelope, envelope_digest, "
-              "received_at) VALUES (:p, 'bob', :k, 'approve', :e, 'sha256:x', '2026-11-22T10:00:00.000000Z')",
+              "received_at, audited_at) VALUES (:p, 'bob', :k, 'approve', :e, 'sha256:x', "
+              "'2026-11-22T10:00:00.000000Z', '2026-11-22T10:00:00.000000Z')",  # the forger marks it audited too
               p=plan.id, k=world.keys["bob"].key_id, e=forged)
     world.sql("UPDATE plans SET state = 'approved' WHERE id = :id", id=plan.id)
     with pytest.raises(ApprovalError, match=r"1/2 approvals; missing: 1 more approval; ignored: #1 \(bad_signature\)"):
