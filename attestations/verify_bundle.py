@@ -93,6 +93,14 @@ class BundleReport:
     retries: int = 0  # attempts after a step's first, each after a failure the included policy let retry
     policy_checked: bool = False  # every revision was the policy the auditor gave (--policy)
 
+    def as_json(self) -> dict[str, Any]:
+        """The report for a program (``--json``): ``ok`` true and every field above."""
+        return {"ok": True, "plan_id": self.plan_id, "planner": self.planner, "approvers": list(self.approvers),
+                "steps_run": self.steps_run, "retries": self.retries, "state": self.state, "entries": self.entries,
+                "checkpoint_size": self.checkpoint_size, "decisions_replayed": self.decisions_replayed,
+                "policy_revisions": list(self.policy_revisions), "policy_checked": self.policy_checked,
+                "requirement_note": self.requirement_note}
+
     def summary(self) -> str:
         note = f"\nnote: {self.requirement_note}" if self.requirement_note else ""
         retried = f" ({self.retries} retried attempt(s))" if self.retries else ""

@@ -9,17 +9,21 @@
 
 ``verify`` opens no database and no network: the bundle, the trust root (``writ trust export``)
 and, if given, a checkpoint kept apart. Exit 0 when the bundle verifies, 1 naming the first
-failed check (``error[verification_failed]: approvals: ...``).
+failed check (``error[verification_failed]: approvals: ...``; with ``--json``,
+``{"ok": false, "check": "approvals", ...}``).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from writ.engine.cli.common import writ_command
-from writ.engine.cli.support import read_bounded, services, write_new
+from writ.engine.cli.support import JSON_OPTION, echo_json, read_bounded, services, write_new
+from writ.engine.core.errors import InputError, WritError
+from writ.engine.core.timeutil import utc_now
 from writ.plans.canonical import sha256_digest
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -64,9 +68,6 @@ def export(plan_ref: str | None, output: Path, since: str | None, until: str | N
       writ attest export 3f2a9c0d -o plan.bundle.json
       writ attest export --since 2026-11-01 --until 2026-12-01 -o evidence/2026-11/
     """
-    from writ.engine.cli.support import echo_json
-    from writ.engine.core.errors import InputError
-
     if since is not None or until is not None:
         if plan_ref is not None:
             raise InputError(f"give PLAN ({plan_ref}) or --since/--until, not both: PLAN exports one plan to a "
@@ -93,10 +94,6 @@ def export(plan_ref: str | None, output: Path, since: str | None, until: str | N
 
 def _export_period(since: str, until: str | None, out_dir: Path, as_json: bool) -> None:
     """``writ attest export --since``: progress on stderr, a summary line, exit 1 if a plan failed."""
-    import sys
-
-    from writ.engine.cli.support import echo_json
-    from writ.engine.core.timeutil import utc_now
     from writ.engine.wiring.bundle_period import export_period, period, progress_line, summary_line
 
     start, end = period(since, until, now=utc_now())
@@ -124,14 +121,18 @@ def _export_period(since: str, until: str | None, out_dir: Path, as_json: bool) 
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path, exists=True),
               help="Your policy: the policy repository's directory or an OPA bundle file. Every policy revision "
               "the bundle uses must be its revision; without it, the report lists the revisions used.")
+@JSON_OPTION
 @writ_command(store="none")  # an auditor verifies offline: no data directory, no database
 def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_file: Path | None,
-           policy_path: Path | None) -> None:
+           policy_path: Path | None, as_json: bool) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.
 
     No database and no network. The approval requirement and every policy decision about the
     plan's calls are re-evaluated with the policy bundles the bundle carries (ADR 0022), and the
     bundle's keys are checked against --trust. Exit 0 with a short report, 1 naming the failed check.
+    With --json: {ok: true, plan_id, planner, approvers, steps_run, retries, state, entries,
+    checkpoint_size, decisions_replayed, policy_revisions, policy_checked, requirement_note},
+    or {ok: false, check, code, message} (exit 1) for a refused bundle.
 
     \b
     Example:
@@ -144,7 +145,16 @@ def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_f
     held = read_bounded(checkpoint_file, "checkpoint", 1 << 16).decode(errors="replace") if checkpoint_file else None
     proof = read_bounded(proof_file, "consistency proof", 1 << 20) if proof_file else None
     revision = policy_revision_of(policy_path) if policy_path else None
-    report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
-                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held, held_proof=proof,
-                            policy_revision=revision)
+    try:
+        report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
+                                read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held,
+                                held_proof=proof, policy_revision=revision)
+    except WritError as e:  # a BundleError names the failed check
+        if not as_json:
+            raise
+        echo_json({"ok": False, "check": None, **e.as_json()})
+        sys.exit(1)
+    if as_json:
+        echo_json(report.as_json())
+        return
     click.echo(report.summary())

@@ -13,6 +13,8 @@ the CLI prints ``error[code]: message`` for any ``WritError`` and exits non-zero
 
 from __future__ import annotations
 
+from typing import Any
+
 from writ.engine.core import reasons
 
 
@@ -29,6 +31,10 @@ class WritError(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The error for a program (``--json`` output): ``{code, message}``."""
+        return {"code": self.code, "message": self.message}
 
 
 class ConfigError(WritError):
@@ -164,3 +170,7 @@ class BundleError(VerificationError):
     def __init__(self, check: str, message: str, *, code: str | None = None) -> None:
         super().__init__(f"{check}: {message}", code=code)
         self.check = check
+
+    def as_json(self) -> dict[str, Any]:
+        """``{check, code, message}``."""
+        return {"check": self.check, **super().as_json()}

@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proof", type=Path, help="for a later --checkpoint: `writ audit consistency`'s proof to it")
     parser.add_argument("--policy", type=Path, help="your policy (a policy directory or an OPA bundle file): every "
                         "policy revision the bundle uses must be its revision")
+    parser.add_argument("--json", action="store_true", help="print the report, or the refusal, as one JSON object "
+                        "on stdout: {ok: true, plan_id, ...} or {ok: false, check, code, message}")
     args = parser.parse_args(argv)
     try:
         held = args.checkpoint.read_text(errors="replace") if args.checkpoint else None
@@ -200,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = verify_offline(bundle, trust, held_note=held, held_proof=proof, policy_revision=revision)
-    except WritError as e:
-        print(f"bundle REFUSED: {e.message}", file=sys.stderr)
+    except WritError as e:  # a BundleError names the failed check
+        if args.json:
+            print(json.dumps({"ok": False, "check": None, **e.as_json()}, sort_keys=True))
+        else:
+            print(f"bundle REFUSED: {e.message}", file=sys.stderr)
         return 1
-    print(report.summary())
+    print(json.dumps(report.as_json(), sort_keys=True) if args.json else report.summary())
     return 0
 
 

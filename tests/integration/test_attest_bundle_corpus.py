@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,24 @@ def test_any_byte_of_any_honest_part_changed_is_refused_by_the_manifest_digests(
     with pytest.raises(BundleError, match=f"part {name} hashes to") as caught:
         verify_offline(json.dumps(doc).encode(), TRUST_ROOT.read_bytes())
     assert caught.value.check == "manifest digests"
+
+
+@pytest.mark.parametrize("command", [["writ", "attest", "verify"], ["writ-verify-bundle"]])
+def test_verify_json_reports_the_honest_bundle_and_names_the_refused_check(command: list[str]) -> None:
+    # an auditor's script reads --json: the honest report's fields, and an attack's failed check (exit 1)
+    bin_dir = Path(sys.executable).parent
+    argv = [str(bin_dir / command[0]), *command[1:]]
+    honest = subprocess.run([*argv, str(HONEST), "--trust", str(TRUST_ROOT), "--json"], capture_output=True,
+                            text=True, check=False)
+    assert honest.returncode == 0, honest.stderr
+    report = json.loads(honest.stdout)
+    want = CORPUS["honest"]
+    assert (report["ok"], report["plan_id"], report["approvers"], report["steps_run"], report["state"]) == (
+        True, want["plan_id"], want["approvers"], want["steps_run"], want["state"])
+    attack = ATTACKS["approval_by_plan_author"]
+    refused = subprocess.run([*argv, str(VECTORS / attack["file"]), "--trust", str(trust_root_of(attack)), "--json"],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 1, refused.stderr
+    answer = json.loads(refused.stdout)
+    assert answer["ok"] is False and answer["check"] == attack["check"], answer
+    assert re.search(attack["match"], answer["message"]), answer
