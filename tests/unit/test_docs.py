@@ -50,6 +50,23 @@ def test_every_command_is_in_the_readme() -> None:
         assert f"`{command}" in README, f"`{command}` is not in the README"
 
 
+def test_every_list_show_and_verify_command_has_json() -> None:
+    # a script reads what these print (issue 8): each takes --json
+    def walk(group: click.Group, prefix: str) -> list[tuple[str, click.Command]]:
+        out = []
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                out += walk(cmd, f"{prefix}{name} ")
+            else:
+                out.append((f"{prefix}{name}", cmd))
+        return out
+
+    readers = [(path, cmd) for path, cmd in walk(main, "writ ") if path.split()[-1] in {"list", "show", "verify", "check"}]
+    assert len(readers) >= 10
+    for path, cmd in readers:
+        assert any("--json" in getattr(p, "opts", []) for p in cmd.params), f"`{path}` has no --json"
+
+
 def test_quick_start_is_exactly_two_commands_and_ci_runs_the_test_one() -> None:
     quick = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in quick.strip().splitlines()]
