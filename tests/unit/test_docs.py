@@ -89,6 +89,31 @@ def test_examples_in_the_readme_exist() -> None:
         assert (ROOT / path).exists(), path
 
 
+def test_files_in_help_examples_exist() -> None:
+    # a newcomer copies `writ tools list --config examples/writ.toml` from --help: the file must be there
+    def walk(group: click.Group) -> list[click.Command]:
+        out: list[click.Command] = [group]
+        for cmd in group.commands.values():
+            out += walk(cmd) if isinstance(cmd, click.Group) else [cmd]
+        return out
+
+    named = {path for cmd in walk(main) for path in re.findall(r"(?<![\w$/])(examples/[\w./-]+\w)", cmd.help or "")}
+    assert named, "no help text names an example file"
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
+
+
+def test_every_test_named_in_the_security_docs_exists() -> None:
+    """A guarantee backed by a test that was renamed away is backed by nothing."""
+    defined = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        defined.add(path.stem)  # a test module named on its own
+        defined |= set(re.findall(r"^\s*(?:async )?def (test_\w+)", path.read_text(), re.MULTILINE))
+    for doc in ("SECURITY.md", *(str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "adr").glob("*.md"))):
+        text = (ROOT / doc).read_text()
+        missing = sorted(set(re.findall(r"\b(test_\w+)\b", text)) - defined)
+        assert missing == [], f"{doc} names tests that do not exist: {missing}"
+
+
 def test_every_test_file_named_as_evidence_exists() -> None:
     """SECURITY.md backs each guarantee with tests: the files it names must exist."""
     for doc in ("SECURITY.md", "README.md", "docs/policies.md"):
