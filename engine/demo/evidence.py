@@ -31,7 +31,7 @@ from pathlib import Path
 
 from writ.attestations.audit import AuditLog
 from writ.attestations.instance_key import instance_key_path
-from writ.engine.demo.story import DemoFailed, Narrator, Scene, writ_argv
+from writ.engine.demo.scene import DemoFailed, Narrator, Scene, writ_argv
 from writ.engine.wiring.services import Services
 
 __all__ = ["Evidence", "audit_section", "epilogue", "show_evidence"]

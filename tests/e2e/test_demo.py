@@ -13,7 +13,7 @@ from support.gateway import commit_count, require_upstreams
 from writ.attestations.audit import AuditLog
 from writ.engine.core.db import open_database
 from writ.engine.core.settings import Settings
-from writ.engine.demo.story import writ_argv
+from writ.engine.demo.scene import writ_argv
 
 DEMO = [sys.executable, "-m", "writ.engine.cli.demo"]  # the `writ demo` command
 
