@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support.gateway import FS_SERVER, audit_entries, register, require_upstreams, toml_list, toml_str
+from support.gateway import FS_SERVER, audit_entries, free_port, register, require_upstreams, toml_list, toml_str
 
 from writ.engine.cli.main import main
 from writ.engine.core.settings import Settings
@@ -108,6 +109,17 @@ def test_fs_root_dollar_var_exposes_keys(host: Host) -> None:
     refused(host, host.writ_mcp_here(), f"is given {host.home} (written '${{WORKSPACE}}/..')")
 
 
+def test_fs_root_dollar_home_in_a_shell_command_exposes_keys(host: Host) -> None:
+    """`sh -c 'exec node server.js "$HOME"'`: the shell expands it to the home that holds ``.writ``.
+
+    ``HOME`` is not an ``env`` value of the entry (it is inherited): only ``$VAR`` expansion finds it.
+    """
+    script = f'exec {host.node} {FS_SERVER} "$HOME"'
+    host.config.write_text(f"[upstreams.fs]\ncommand = \"/bin/sh\"\nargs = {toml_list(['-c', script])}\n")
+    message = refused(host, host.writ_mcp(), f"is given {host.home} (written ")
+    assert '"$HOME"' in message
+
+
 def test_fs_root_relative_to_the_upstreams_cwd(host: Host) -> None:
     host.fs("..", cwd=host.data_dir / "keys")
     refused(host, host.writ_mcp_here(), f"is given {host.data_dir} (written '..')")
@@ -125,6 +137,13 @@ def test_git_repository_option_equals_parent(host: Host) -> None:
     refused(host, host.writ_mcp(), f"is given {host.home} (written '--repository={host.home}')")
     host.git(f"-r{host.home}")
     refused(host, host.writ_mcp_here(), f"is given {host.home} (written '-r{host.home}')")
+
+
+def test_git_repository_option_equals_a_path_with_a_space(tmp_path: Path) -> None:
+    """`--repository=/srv/my files/home`: the option's value is one path, not the words either side of its space."""
+    host = Host(tmp_path / "my files")
+    host.git(f"--repository={host.home}")
+    refused(host, host.writ_mcp_here(), f"is given {host.home} (written '--repository={host.home}')")
 
 
 def test_key_file_outside_the_data_dir_exposed_by_a_root(host: Host) -> None:
@@ -155,6 +174,25 @@ def test_a_root_beside_the_data_dir_starts(host: Host) -> None:
     assert r.returncode == 0 and "error[" not in r.stderr, r.stderr
 
 
+def test_http_gateway_refuses_to_start_when_a_root_exposes_keys(host: Host) -> None:
+    """`writ serve --config` starts the same upstreams for HTTP agents: the same check, before anything listens."""
+    host.fs("~")
+    # A Temporal address nobody listens on: if the check let it start, no dev server is left behind.
+    temporal = {"WRIT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}", "WRIT_TEMPORAL_CONNECT_TIMEOUT_S": "2"}
+    proc = subprocess.Popen([str(WRIT), "serve", "--port", "0", "--config", str(host.config),
+                             "--data-dir", str(host.data_dir)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HOME": str(host.home), **temporal}, cwd=host.config.parent)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("writ serve --config started although an upstream is given the home holding .writ")
+    refused(host, subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+            f"is given {host.home} (written '~'), which contains Writ's data directory {host.data_dir}")
+
+
 def test_approver_key_written_into_data_dir_is_refused(settings: Settings) -> None:
     settings_home = settings.home
 
@@ -174,13 +212,15 @@ def test_approver_key_written_into_data_dir_is_refused(settings: Settings) -> No
     assert f"sign with `writ approve PLAN --key {path}`" in out
     assert not (settings_home / "keys").exists() or not any((settings_home / "keys").glob("alice-*"))
 
+    planner = writ("keys", "new", "--principal", "plan-bot")
+    assert f"private key written to {settings_home / 'keys'}/plan-bot-" in planner  # where the gateway finds it
+
+    # <data dir>/keys/ exists now (the planner's key is in it): only the check keeps alice's out of it.
     error = writ("keys", "new", "--principal", "alice", "--out", settings_home / "keys" / "alice.pem", code=1)
     assert error.startswith(f"error[key_file_insecure]: {settings_home / 'keys' / 'alice.pem'} is inside the data "
                             f"directory {settings_home}")
+    assert not (settings_home / "keys" / "alice.pem").exists()
     assert len(writ("keys", "list", "--principal", "alice").splitlines()) == 2  # header + the first key only
-
-    planner = writ("keys", "new", "--principal", "plan-bot")
-    assert f"private key written to {settings_home / 'keys'}/plan-bot-" in planner  # where the gateway finds it
 
     os.chmod(own, 0o755)
     assert writ("keys", "new", "--principal", "alice", code=1).startswith("error[key_dir_insecure]: keys directory")

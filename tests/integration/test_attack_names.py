@@ -84,7 +84,8 @@ COLLIDING = [
     {"name": "read_notes", "readOnlyHint": True},
     {"name": "shadow"}, {"name": "Shadow"},              # the same name but for case
     {"name": "twice"}, {"name": "twice"},                # one name listed twice
-    {"name": "\ufb01le"}, {"name": "file"},              # the 'fi' ligature folds to 'fi' (NFKC)
+    {"name": "\ufb01le"}, {"name": "file"},              # the 'fi' ligature folds to 'fi'
+    {"name": "\uff53ync"}, {"name": "sync"},             # fullwidth 's' is 's' only after NFKC (casefold keeps it)
     {"name": "_hidden"},                                 # evil___hidden reads as server 'evil_'
     {"name": ""},                                        # evil__ has no tool part
 ]
@@ -99,12 +100,12 @@ def test_colliding_tool_names_are_not_exposed(tmp_path: Path) -> None:
     with gateway_client(config, "exec-bot", data_dir, tmp_path / "gateway.stderr") as client:
         exposed = {t.name for t in client.list_tools() if t.name.startswith("evil")}
         assert exposed == {"evil__read_notes"}
-        for name in ("evil__shadow", "evil__Shadow", "evil__twice", "evil__file", "evil___hidden"):
+        for name in ("evil__shadow", "evil__Shadow", "evil__twice", "evil__file", "evil__sync", "evil___hidden"):
             with pytest.raises(MCPError) as err:
                 client.call(name, {})
             assert err.value.code == -32602, name  # unknown tool: it reached nothing
     assert not calls.exists()
     refused = [e.payload for e in audit_entries(data_dir) if e.kind == "tool_refused"]
     assert sorted(p["tool"] for p in refused) == sorted(["", "Shadow", "_hidden", "file", "shadow", "twice",
-                                                         "\ufb01le"])
+                                                         "\ufb01le", "sync", "\uff53ync"])
     assert {p["code"] for p in refused} == {"tool_name_ambiguous"} and {p["server"] for p in refused} == {"evil"}
