@@ -6,9 +6,11 @@ front of the npm filesystem server on a temporary directory:
 - a path-constrained plan step whose approved root is replaced by a symbolic link to another
   directory after the plan began (``path_root_changed``);
 - lines on the stdio gateway's stdin that are not JSON it can read (nested 300 deep, a lone
-  surrogate): a JSON-RPC parse error (-32700, id null), an audit entry, and the next message served;
+  surrogate): a JSON-RPC parse error (-32700, id null), an audit entry, and the next message served,
+  with stdin and stdout pipes (as MCP clients start it) and files (the SDK's reader);
 - an upstream result larger than ``limits.max_result_bytes`` (set small with
-  ``WRIT_LIMITS__MAX_RESULT_BYTES``): denied ``result_too_large``, only its sha256 audited.
+  ``WRIT_LIMITS__MAX_RESULT_BYTES``): denied ``result_too_large``, only its size and the sha256 of
+  what the upstream sent audited.
 """
 
 from __future__ import annotations
@@ -236,17 +238,48 @@ def malformed_gets_parse_error(env: Env, raw: RawGateway, line: str, next_id: in
     assert refused[0]["message_sha256"] == "sha256:" + hashlib.sha256(line.encode()).hexdigest()
 
 
+NESTED = '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "fs__list_allowed_directories", ' \
+         '"arguments": {"a": ' + "[" * 300 + "]" * 300 + "}}}"
+SURROGATE = '{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "fs__read_text_file", ' \
+            '"arguments": {"path": "\\ud800"}}}'
+assert "\\ud800" in SURROGATE  # the escape itself, as a client would send it
+
+
 def test_stdio_nested_json_gets_parse_error(env: Env, raw: RawGateway) -> None:
-    nested = '{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "fs__list_allowed_directories", ' \
-             '"arguments": {"a": ' + "[" * 300 + "]" * 300 + "}}}"
-    malformed_gets_parse_error(env, raw, nested, 8)
+    malformed_gets_parse_error(env, raw, NESTED, 8)
 
 
 def test_stdio_lone_surrogate_gets_parse_error(env: Env, raw: RawGateway) -> None:
-    surrogate = '{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "fs__read_text_file", ' \
-                '"arguments": {"path": "\\ud800"}}}'
-    assert "\\ud800" in surrogate  # the escape itself, as a client would send it
-    malformed_gets_parse_error(env, raw, surrogate, 10)
+    malformed_gets_parse_error(env, raw, SURROGATE, 10)
+
+
+def test_stdio_from_files_answers_nested_json_and_lone_surrogate(env: Env, tmp_path: Path) -> None:
+    """``writ mcp < requests > replies``: stdin and stdout are files, not pipes.
+
+    The gateway then reads through the SDK's own stdio server (``stdio_transport``'s other path):
+    each malformed line is answered and audited there too.
+    """
+    requests, replies = tmp_path / "requests.jsonl", tmp_path / "replies.jsonl"
+    requests.write_text("\n".join([
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "file", "version": "0"}}}),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        NESTED, SURROGATE,
+    ]) + "\n")
+    seq = last_seq(env)
+    with requests.open("rb") as stdin, replies.open("wb") as stdout, env.stderr.open("ab") as errlog:
+        subprocess.run([sys.executable, *env.argv("plan-bot")], cwd=env.config.parent, stdin=stdin, stdout=stdout,
+                       stderr=errlog, timeout=60, check=False)
+    answers = [json.loads(line) for line in replies.read_text().splitlines()]
+    assert [a["id"] for a in answers if "result" in a] == [1], answers
+    errors = [a for a in answers if "error" in a]
+    assert [(e["id"], e["error"]["code"], e["error"]["data"]["code"]) for e in errors] == \
+        [(None, -32700, "message_not_json")] * 2, answers
+    refused = [e.payload for e in entries_after(env, seq) if e.kind == "message_refused"]
+    assert [r["message_sha256"] for r in refused] == \
+        ["sha256:" + hashlib.sha256(line.encode()).hexdigest() for line in (NESTED, SURROGATE)], refused
+    assert {(r["code"], r["jsonrpc_code"], r["transport"], r["principal"]) for r in refused} == \
+        {("message_not_json", -32700, "stdio", "plan-bot")}
 
 
 def test_stdio_json_that_is_no_message_gets_invalid_request(env: Env, raw: RawGateway) -> None:
@@ -277,4 +310,10 @@ def test_upstream_result_too_large(env: Env, planner: GatewayClient) -> None:
     assert record["outcome"] == "result_too_large" and record["tool"] == "read_text_file"
     assert record["result_bytes"] > MAX_RESULT_BYTES
     assert record["result_sha256"].startswith("sha256:") and len(record["result_sha256"]) == 71
+    # ... and it is the digest of what was refused: the filesystem server's result, its compact JSON as received.
+    big = env.big.read_text()
+    refused = types.CallToolResult.model_validate({"content": [{"type": "text", "text": big}],
+                                                   "structuredContent": {"content": big}})
+    compact = refused.model_dump_json(by_alias=True, exclude_none=True)
+    assert record["result_sha256"] == "sha256:" + hashlib.sha256(compact.encode()).hexdigest()
     assert "0123456789abcdef" not in json.dumps(record)

@@ -2,14 +2,17 @@
 
 Attacks on a real `writ serve` subprocess (the decision API alone, SQLite data directory) over
 HTTP with httpx: a web page on another site posting `text/plain` (what a browser sends across
-sites without asking first), a caller without a token or with an agent's token, a flood from
-one token, a dry run, and 1 MB posts meant to grow the database.
+sites without asking first), a caller without a token or with an agent's token, a disabled or
+locked caller, a flood from one token, a dry run, 1 MB posts meant to grow the database, and
+bodies over the input limit that never end.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,12 +25,15 @@ import pytest
 from support.factories import call_input
 from support.gateway import audit_entries, free_port, issue_token, register, wait_for_port
 
+from writ.engine.core.settings import Settings
+from writ.engine.wiring.services import open_services
+
 # `writ serve` runs the approval worker: it reaches the session's Temporal dev server, and starts none.
 pytestmark = pytest.mark.usefixtures("temporal_module")
 
 RATE = 12  # limits.api_decisions_per_minute of the server under attack
 PRINCIPALS = {"audit-bot": "auditor", "root-admin": "admin", "plan-bot": "planner", "flood-bot": "auditor",
-              "dry-bot": "auditor", "big-bot": "auditor"}
+              "dry-bot": "auditor", "big-bot": "auditor", "gone-auditor": "auditor", "locked-auditor": "admin"}
 
 
 @dataclass
@@ -120,6 +126,26 @@ def test_decision_api_needs_a_token(api: Api) -> None:
     assert not [e for e in api.entries()[before:] if e.kind == "decision"]
 
 
+def test_decision_api_refuses_a_disabled_or_locked_callers_token(api: Api) -> None:
+    """An auditor disabled (`writ principals disable`) or an admin locked: their live tokens stop at once."""
+    body = body_of(tool="git_status")
+    tokens = {name: issue_token(api.data_dir, name) for name in ("gone-auditor", "locked-auditor")}
+    for token in tokens.values():
+        assert api.post(body, token=token).status_code == 200
+    with open_services(Settings(home=api.data_dir)) as w:
+        w.trust.disable_principal("gone-auditor", reason="its laptop was stolen")
+        w.trust.status.lock("locked-auditor", session_id="s-test", decision_id=None, codes=("step_not_in_plan",))
+    before = len(api.entries())
+    for token, code in zip(tokens.values(), ("principal_disabled", "principal_locked"), strict=True):
+        answer = api.post(body, token=token)
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == code, answer.text
+        assert api.post(body, token=token, query="?dry_run=1").status_code == 403  # not even a dry run
+    new = api.entries()[before:]
+    assert not [e for e in new if e.kind == "api_decision"], [e.kind for e in new]
+    assert [(e.payload["principal"], e.payload["code"]) for e in new if e.kind == "http_refused"] == [
+        ("gone-auditor", "principal_disabled")] * 2 + [("locked-auditor", "principal_locked")] * 2
+
+
 def test_decision_api_rate_limited(api: Api) -> None:
     flood, other = issue_token(api.data_dir, "flood-bot"), issue_token(api.data_dir, "flood-bot")
     body = body_of(tool="git_status")
@@ -166,3 +192,45 @@ def test_decision_api_large_posts_do_not_grow_the_log(api: Api) -> None:
     over = api.post('{"x": "' + "y" * 1_100_000 + '"}', token=token)  # over the limit: a deny, no input kept
     assert [r["code"] for r in over.json()["reasons"]] == ["input_too_large"]
     assert api.entries()[-1].payload["input"] is None
+
+
+def raw_post(api: Api, head: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Send ``head`` and ``body`` on one connection (the body left unfinished) and read the answer, or fail."""
+    url = httpx.URL(api.url)
+    answer = b""
+    with socket.create_connection((url.host, url.port), timeout=20) as sock:
+        sock.sendall(head.encode() + body)
+        while True:
+            top, sep, rest = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", top)
+            if sep and length is not None and len(rest) >= int(length.group(1)):
+                break
+            try:
+                data = sock.recv(65_536)
+            except TimeoutError:
+                pytest.fail("the server waited for the rest of a body already over limits.max_input_bytes")
+            if not data:
+                break
+            answer += data
+    top, _, rest = answer.partition(b"\r\n\r\n")
+    return int(top.split(b" ", 2)[1]), json.loads(rest)
+
+
+def test_decision_api_stops_reading_a_body_over_the_limit(api: Api) -> None:
+    """A body over limits.max_input_bytes is answered ``input_too_large`` as soon as it is over the limit.
+
+    One never ends (chunked, no last chunk), one declares 50 MB and sends a few bytes: the server
+    neither waits for nor holds the rest.
+    """
+    token = issue_token(api.data_dir, "big-bot")
+    head = (f"POST /v1/decisions HTTP/1.1\r\nHost: {httpx.URL(api.url).netloc.decode()}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n")
+    chunk = b"x" * 65_536
+    endless = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(18))  # 1.1 MiB, and no last chunk
+    declared = head + "Content-Length: 50000000\r\n\r\n"  # 50 MB declared, a few bytes sent
+    before = len(api.entries())
+    for request, body in ((head + "Transfer-Encoding: chunked\r\n\r\n", endless), (declared, b'{"x": ')):
+        status, answer = raw_post(api, request, body)
+        assert status == 200 and [r["code"] for r in answer["reasons"]] == ["input_too_large"], answer
+    new = api.entries()[before:]
+    assert [e.kind for e in new] == ["api_decision"] * 2 and all(e.payload["input"] is None for e in new)
