@@ -20,7 +20,7 @@ from writ.attestations.bundle import build_bundle
 from writ.attestations.checkpoints import Checkpointer
 from writ.attestations.instance_key import load_instance_key
 from writ.engine.wiring.policy_record import record_sidecar
-from writ.engine.wiring.services import LocalPolicy, Services
+from writ.engine.wiring.services import Services
 from writ.plans.assessment import requirement_for
 from writ.plans.backing import policy_revision
 from writ.plans.canonical import sha256_digest
@@ -39,7 +39,7 @@ def export_bundle(w: Services, plan_id: str) -> bytes:
     plan = record.unverified_plan(w.plans.limits)  # for the policy's input only: the verifier checks the signature
     requirement = requirement_for(w.policy, plan, plan.created_at)  # what it needed when it was made
     # after the evaluation: a sidecar learns the revision from OPA's answer
-    revision = w.policy.engine.revision if isinstance(w.policy, LocalPolicy) else policy_revision(w.policy)
+    revision = policy_revision(w.policy)
     if w.settings.engine == "opa":
         record_sidecar(w.store, cast("PolicyEngine", w.policy), w.settings.effective_policy_dir)
     checkpointer = Checkpointer.from_settings(w.settings, w.store)

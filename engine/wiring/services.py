@@ -97,6 +97,11 @@ class LocalPolicy:
     def policy_set(self) -> Any:
         return self.engine.policy_set
 
+    @property
+    def revision(self) -> str | None:
+        """The revision of the set in force: the plan store caches "still backed" on it (``writ.plans.backing``)."""
+        return self.engine.revision
+
     def reload_if_changed(self) -> bool:
         return self.engine.reload_if_changed()
 

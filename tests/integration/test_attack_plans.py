@@ -37,10 +37,10 @@ from support.gateway import (
 from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.db import Database
-from writ.engine.core.errors import ApprovalRefused, ClaimRefused
+from writ.engine.core.errors import ApprovalRefused, ClaimRefused, StepAlreadyClaimed
 from writ.engine.core.settings import Settings
 from writ.engine.policy.embedded import EmbeddedEngine
-from writ.engine.wiring.services import Services, open_services
+from writ.engine.wiring.services import LocalPolicy, Services, open_services, wire_services
 from writ.plans.keys import PrivateKey
 from writ.plans.lifecycle import PlanState
 from writ.plans.models import Plan, PlanStep
@@ -119,7 +119,12 @@ def make_world(store: Database, policy_dir: Path) -> World:
     real = EmbeddedEngine(policy_dir)
     trust = TrustStore(store, policy_groups(real), audit=AuditLog(store))
     engine = CountingEngine(real)
-    w = World(store, trust, PlanStore(store, trust, engine, audit=AuditLog(store)), engine)
+    return populate(World(store, trust, PlanStore(store, trust, engine, audit=AuditLog(store)), engine))
+
+
+def populate(w: World) -> World:
+    """``PRINCIPALS`` in the world's trust store, each with a key of its own."""
+    trust = w.trust
     for name, role in PRINCIPALS:
         trust.add_principal(name, role)
         w.keys[name] = PrivateKey.generate()
@@ -218,6 +223,22 @@ def test_unchanged_trust_store_costs_no_verification_per_claim(world: World) -> 
     assert (world.plans.backing.misses, world.plans.backing.hits) == (2, 2)
 
 
+def test_unchanged_trust_store_costs_no_verification_per_claim_as_wired(db_settings: Settings, store: Database) -> None:
+    """The plan store every gateway and `writ serve` run (``wire_services``: the embedded engine behind
+    ``LocalPolicy``) caches the verdict too. A policy that reports no revision is never cached, and
+    ``LocalPolicy`` reported none: every claim of a real gateway re-verified (found re-proving finding 2)."""
+    services = wire_services(db_settings, store)
+    assert isinstance(services.policy, LocalPolicy)
+    world = populate(World(store, services.trust, services.plans, CountingEngine(services.policy.engine)))
+    plan = world.executing(world.plan(3, ordered=False))
+    world.claim(plan, 0)
+    world.claim(plan, 1, now=NOW + timedelta(seconds=1))
+    assert (services.plans.backing.misses, services.plans.backing.hits) == (1, 1)
+    world.trust.revoke_key(world.keys["alice"].key_id, at=NOW - timedelta(minutes=1))  # and a change still counts
+    assert_refused(world, plan, 2, reasons.PLAN_NOT_BACKED, now=NOW + timedelta(seconds=2))
+    assert (services.plans.backing.misses, services.plans.backing.hits) == (2, 1)
+
+
 def test_trust_revision_counts_every_trust_change(world: World) -> None:
     trust, key = world.trust, PrivateKey.generate()
     start = trust.revision()
@@ -271,6 +292,25 @@ def test_failed_step_is_retried_only_as_policy_allows(store: Database, policy_di
     assert world.plans.get(plan.id).state is PlanState.FAILED
     assert [(c.step_index, c.attempt, c.outcome) for c in world.plans.claims(plan.id)] == [
         (0, 2, "succeeded"), (1, 2, "failed")]
+
+
+def test_failed_step_retried_after_the_policy_withdrew_the_retry(store: Database, policy_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """The claim asks the policy again: a retry allowed when the step failed but withdrawn since (the security
+    team turned retries off, the engine reloaded) is refused, and the failed step stays failed."""
+    mine = policies_with_config(policy_dir, tmp_path, retry_failed_steps=True)
+    world = make_world(store, mine)
+    plan = world.executing(world.plan(2))
+    world.run(plan, 0, "failed")
+    assert world.plans.get(plan.id).state is PlanState.EXECUTING  # a retry was allowed then
+    config = mine / "writ" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "retry_failed_steps": False}))
+    assert world.engine.engine.reload_if_changed(force=True)
+    with pytest.raises(StepAlreadyClaimed):
+        world.claim(plan, 0, now=NOW + timedelta(seconds=1))
+    refused = world.audit("step_claim")[-1]
+    assert (refused["step_index"], refused["claimed"], refused["code"]) == (0, False, reasons.STEP_ALREADY_CLAIMED)
+    assert [(c.step_index, c.attempt, c.outcome) for c in world.plans.claims(plan.id)] == [(0, 1, "failed")]
 
 
 def test_a_failed_step_is_not_claimed_again_by_default(world: World) -> None:
