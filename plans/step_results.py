@@ -85,10 +85,29 @@ class StepResults(PlanStoreBase):
              "args_digest": claim.args_digest, "result_digest": result_digest, "at": db_time(now)},
         )
         if failed:
-            self._plan_event(plan_id, PlanEvent.FAIL, PlanState.EXECUTING, PlanState.FAILED, now,
-                             {"code": reasons.STEP_FAILED, "step_index": step_index,
-                              "reason": f"step {step_index} failed; no retry is allowed (retry_failed_step)"})
+            self._failed_event(plan_id, step_index, now, withdrawn=False)
         return claim
+
+    def fail_for_step(self, plan_id: str, step_index: int, now: datetime, *, withdrawn: bool) -> bool:
+        """Executing -> failed because step ``step_index`` failed and may not be retried; False if it had left executing.
+
+        ``withdrawn``: the policy allowed the retry when the step failed and no longer does.
+        """
+        with (
+            self._db(f"fail plan {short_plan_id(plan_id)}"),
+            self._store.connect(write=True) as conn,
+            conn.begin(),
+        ):
+            failed = self._fail_if_executing(conn, plan_id, now)
+        if failed:
+            self._failed_event(plan_id, step_index, now, withdrawn=withdrawn)
+        return failed
+
+    def _failed_event(self, plan_id: str, step_index: int, now: datetime, *, withdrawn: bool) -> None:
+        why = "the policy no longer allows a retry" if withdrawn else "no retry is allowed"
+        self._plan_event(plan_id, PlanEvent.FAIL, PlanState.EXECUTING, PlanState.FAILED, now,
+                         {"code": reasons.STEP_FAILED, "step_index": step_index,
+                          "reason": f"step {step_index} failed; {why} (retry_failed_step)"})
 
     def may_retry(self, plan_id: str, step_index: int, now: datetime) -> bool:
         """Does the policy allow claiming this step again once it failed? Any doubt is a no."""

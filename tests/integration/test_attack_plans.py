@@ -297,7 +297,8 @@ def test_failed_step_is_retried_only_as_policy_allows(store: Database, policy_di
 def test_failed_step_retried_after_the_policy_withdrew_the_retry(store: Database, policy_dir: Path,
                                                                  tmp_path: Path) -> None:
     """The claim asks the policy again: a retry allowed when the step failed but withdrawn since (the security
-    team turned retries off, the engine reloaded) is refused, and the failed step stays failed."""
+    team turned retries off, the engine reloaded) is refused, the failed step stays failed, and the plan fails
+    then, as it would have when the step failed, rather than waiting executing for a step that cannot run."""
     mine = policies_with_config(policy_dir, tmp_path, retry_failed_steps=True)
     world = make_world(store, mine)
     plan = world.executing(world.plan(2))
@@ -311,6 +312,11 @@ def test_failed_step_retried_after_the_policy_withdrew_the_retry(store: Database
     refused = world.audit("step_claim")[-1]
     assert (refused["step_index"], refused["claimed"], refused["code"]) == (0, False, reasons.STEP_ALREADY_CLAIMED)
     assert [(c.step_index, c.attempt, c.outcome) for c in world.plans.claims(plan.id)] == [(0, 1, "failed")]
+    assert world.plans.get(plan.id).state is PlanState.FAILED
+    failed = [e for e in world.audit("plan_event") if e["event"] == "fail"]
+    assert [(e["step_index"], e["code"]) for e in failed] == [(0, reasons.STEP_FAILED)]
+    assert "no longer allows a retry" in failed[0]["reason"]
+    assert_refused(world, plan, 1, reasons.PLAN_NOT_EXECUTING)
 
 
 def test_a_failed_step_is_not_claimed_again_by_default(world: World) -> None:
