@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 # Obligations the gateway knows how to meet. plan_required is met only by claiming the plan
 # step the call is (and only for upstream tools); any other obligation means: fail closed.
 FULFILLABLE = frozenset({reasons.LOCK_SESSION, reasons.PLAN_REQUIRED})
+ENDS_PLAN = frozenset({reasons.PLAN_NOT_BACKED, reasons.STEP_ALREADY_CLAIMED})
+"""Claim refusals that may have ended the plan (aborted unbacked, failed on a withdrawn retry)."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ class ToolCalls:
                                                  tool=entry.tool.name, definition_digest=entry.digest, args=args)
         except WritError as e:  # StepAlreadyClaimed, ClaimRefused, PermissionDenied, StoreError, AuditError
             self.record(decision, entry, e.code, 0, error={"message": e.message, **where})
+            if e.code in ENDS_PLAN:
+                self._tell_if_ended(bound.id)
             return refused_result(e.code, e.message, decision)
         except Exception as e:  # a failed claim is no claim: the call does not run
             log.exception("claiming step %d of %s failed", index, bound.id)
@@ -226,6 +230,16 @@ class ToolCalls:
             return error_result(reasons.GATEWAY_ERROR, f"claiming the plan step failed ({type(e).__name__}); "
                                 "the call was not made", decision)
         return None
+
+    def _tell_if_ended(self, plan_id: str) -> None:
+        """A refused claim ended the plan (its backing gone, a withdrawn retry): tell its workflow now."""
+        try:
+            state = self.gateway.stores.plans.get(plan_id).state
+        except WritError as e:
+            log.error("could not read plan %s after a refused claim: %s", plan_id, e.message)
+            return
+        if state in (PlanState.FAILED, PlanState.ABORTED):
+            self.gateway.governance.approvals.finished(plan_id, state.value, by=self.gateway.principal.name)
 
     def _step_done(self, step: StepRun | None, outcome: str, result_sha256: str | None) -> None:
         """Record how a claimed step ended. If that fails, the call already happened: log it loudly."""

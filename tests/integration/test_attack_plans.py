@@ -9,10 +9,12 @@ run a real `writ mcp` executor with the npm filesystem server as upstream, and t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,7 @@ from support.gateway import (
     toml_list,
     toml_str,
 )
+from temporalio.api.enums.v1 import EventType
 
 from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
@@ -47,6 +50,7 @@ from writ.plans.models import Plan, PlanStep
 from writ.plans.statements import sign_approval, sign_plan
 from writ.plans.store import PlanStore
 from writ.plans.trust_store import TrustStore, policy_groups
+from writ.workflows.approval.client import ApprovalClient
 
 # Proposing a plan starts its approval workflow: these gateways need Temporal (the session's dev server).
 pytestmark = pytest.mark.usefixtures("temporal_module")
@@ -226,7 +230,8 @@ def test_unchanged_trust_store_costs_no_verification_per_claim(world: World) -> 
 def test_unchanged_trust_store_costs_no_verification_per_claim_as_wired(db_settings: Settings, store: Database) -> None:
     """The plan store every gateway and `writ serve` run (``wire_services``: the embedded engine behind
     ``LocalPolicy``) caches the verdict too. A policy that reports no revision is never cached, and
-    ``LocalPolicy`` reported none: every claim of a real gateway re-verified (found re-proving finding 2)."""
+    ``LocalPolicy`` reported none: every claim of a real gateway re-verified (found re-proving finding 2).
+    """
     services = wire_services(db_settings, store)
     assert isinstance(services.policy, LocalPolicy)
     world = populate(World(store, services.trust, services.plans, CountingEngine(services.policy.engine)))
@@ -298,7 +303,8 @@ def test_failed_step_retried_after_the_policy_withdrew_the_retry(store: Database
                                                                  tmp_path: Path) -> None:
     """The claim asks the policy again: a retry allowed when the step failed but withdrawn since (the security
     team turned retries off, the engine reloaded) is refused, the failed step stays failed, and the plan fails
-    then, as it would have when the step failed, rather than waiting executing for a step that cannot run."""
+    then, as it would have when the step failed, rather than waiting executing for a step that cannot run.
+    """
     mine = policies_with_config(policy_dir, tmp_path, retry_failed_steps=True)
     world = make_world(store, mine)
     plan = world.executing(world.plan(2))
@@ -450,6 +456,24 @@ def approved_plan(genv: GatewayEnv, stores: Services, planner: GatewayClient, st
     return plan_id
 
 
+def finished_signals(genv: GatewayEnv, plan_id: str, *, want: int, within_s: float = 20.0) -> list[str]:
+    """The outcomes of the ``plan_finished`` signals the plan's workflow got, once there are ``want`` (or time ran out)."""
+
+    async def read() -> list[str]:
+        client = await ApprovalClient.connect(Settings(home=genv.data_dir))
+        history = await client.client.get_workflow_handle(client.workflow_id(plan_id)).fetch_history()
+        return [json.loads(e.workflow_execution_signaled_event_attributes.input.payloads[0].data)["outcome"]
+                for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+                and e.workflow_execution_signaled_event_attributes.signal_name == "plan_finished"]
+
+    deadline = time.monotonic() + within_s
+    while True:
+        got = asyncio.run(read())
+        if len(got) >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
 def write(path: Path, content: str) -> dict[str, Any]:
     return {"tool": "fs__write_file", "args": {"path": str(path), "content": content}}
 
@@ -478,6 +502,8 @@ def test_approver_key_revoked_while_executing(genv: GatewayEnv, gstores: Service
     logged = [e.payload for e in audit_entries(genv.data_dir) if e.payload.get("plan_id") == plan_id]
     assert any(p.get("claimed") is False and p.get("code") == reasons.PLAN_NOT_BACKED for p in logged)
     assert any(p.get("event") == "abort" and p.get("code") == reasons.PLAN_NOT_BACKED for p in logged)
+    # the gateway tells the plan's workflow at once, so the bundle is exported now, not at its next poll
+    assert finished_signals(genv, plan_id, want=1) == ["aborted"]
 
     verified = writ_cli(genv.data_dir, "plan", "verify", plan_id[7:19])  # the operator's check agrees
     assert verified.returncode == 1, verified.stdout + verified.stderr
