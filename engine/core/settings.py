@@ -64,7 +64,8 @@ class Limits(BaseModel):
     )
     max_result_bytes: int = Field(
         4_194_304, gt=0,
-        description="Largest upstream tool result the gateway passes to an agent, in bytes (UTF-8 of its strings).",
+        description="Largest upstream result (tool call, resource read, prompt) the gateway passes to an agent, in bytes "
+        "(UTF-8 of its strings).",
     )
     api_decisions_per_minute: int = Field(600, gt=0, description="POST /v1/decisions per token a minute (then 429).")
     token_cache_s: float = Field(

@@ -15,6 +15,7 @@ Sampling and elicitation requests of an upstream reach this session through the 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -31,7 +32,15 @@ from writ.engine.core.errors import InputError, WritError
 from writ.engine.gateway.config import SEPARATOR
 from writ.engine.gateway.listing import all_pages
 from writ.engine.gateway.names import expose_uri, split_name, split_uri
-from writ.engine.gateway.results import Failed, decision_meta, deny_text, listable, result_digest
+from writ.engine.gateway.results import (
+    Failed,
+    decision_meta,
+    deny_text,
+    listable,
+    refused_digest,
+    result_digest,
+    result_size,
+)
 from writ.engine.gateway.routing import Exchange, SamplingResult
 from writ.engine.gateway.upstream import Upstream, describe
 from writ.engine.policy.models import Decision, Method, Tool
@@ -287,12 +296,25 @@ class PassThrough:
         if isinstance(result, Failed):
             raise MCPError(types.INTERNAL_ERROR, f"error [{result.code}]: {result.message}",
                            data=decision_meta(decision, result.code))
+        limit = self.gateway.stores.settings.limits.max_result_bytes
+        if isinstance(result, BaseModel) and result_size(result, limit) > limit:  # as a tool result's (ToolCalls)
+            size, sha = result_size(result, sys.maxsize), refused_digest(result)
+            message = (f"the {method} result from {server!r} is about {size} bytes, more than "
+                       f"limits.max_result_bytes ({limit}): it was not passed on (its sha256 is in the audit log)")
+            self._record(decision, method, server, name, reasons.RESULT_TOO_LARGE, start, error={"message": message},
+                         refused=(sha, size))
+            raise MCPError(types.INVALID_REQUEST, f"error [{reasons.RESULT_TOO_LARGE}]: {message}",
+                           data=decision_meta(decision, reasons.RESULT_TOO_LARGE))
         done("ok", result if isinstance(result, BaseModel) else None)
         return result
 
     def _record(self, decision: Decision, method: str, server: str, name: str, outcome: str,
-                start_ns: int, *, result: BaseModel | None = None, error: dict[str, Any] | None = None) -> None:
-        """The ``request_result`` entry of an allowed request that is not a tool call (cf. ``ToolCalls.record``)."""
+                start_ns: int, *, result: BaseModel | None = None, error: dict[str, Any] | None = None,
+                refused: tuple[str, int] | None = None) -> None:
+        """The ``request_result`` entry of an allowed request that is not a tool call (cf. ``ToolCalls.record``).
+
+        ``refused``: the sha256 and size of a result too large to pass on (nothing else of it is logged).
+        """
         payload: dict[str, Any] = {
             "decision_id": decision.decision_id, "session_id": self.gateway.session.id,
             "principal": self.gateway.principal.name,
@@ -300,6 +322,8 @@ class PassThrough:
             "duration_us": max(0, (time.perf_counter_ns() - start_ns) // 1000),
             "result_sha256": result_digest(result) if result is not None else None,
         }
+        if refused is not None:
+            payload["result_sha256"], payload["result_bytes"] = refused
         if error:
             payload["error"] = error
         self.gateway.audit("request_result", payload)

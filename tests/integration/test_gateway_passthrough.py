@@ -194,14 +194,14 @@ args = {toml_list([str(probe)])}
 
 
 @contextmanager
-def stdio_gateway(setup: Setup, principal: str) -> Iterator[Client]:
+def stdio_gateway(setup: Setup, principal: str, env: dict[str, str] | None = None) -> Iterator[Client]:
     """`writ mcp --principal P` with the everything server behind it, and an agent session to it."""
     agent = Agent()
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "writ.engine.cli.gateway", "--principal", principal, "--config", str(setup.config),
               "--data-dir", str(setup.data_dir), "-v"],
-        cwd=str(setup.config.parent), env=setup.env())
+        cwd=str(setup.config.parent), env={**setup.env(), **(env or {})})
 
     @asynccontextmanager
     async def connect() -> AsyncIterator[ClientSession]:
@@ -281,6 +281,31 @@ def test_resources_are_namespaced_and_read_through_policy(setup: Setup, executor
     assert str(dynamic.contents[0].uri) == "writ://everything/demo://resource/dynamic/text/7"
     names = [d["input"]["tool"]["name"] for d in decisions(setup, "resources/read")]
     assert "demo://resource/dynamic/text/7" in names
+
+
+def test_huge_resource_or_prompt_result_is_not_passed_on(setup: Setup) -> None:
+    """limits.max_result_bytes bounds what an upstream sends back through resources/read and prompts/get too,
+    not only tools/call: over it, the agent gets result_too_large and the log only its size and sha256."""
+    limit = 2000
+    with stdio_gateway(setup, "exec-bot", env={"WRIT_LIMITS__MAX_RESULT_BYTES": str(limit)}) as small:
+        fine = small(small.session.read_resource, "writ://everything/demo://resource/dynamic/text/7")
+        assert fine.contents  # a small result still passes
+        refused = []
+        with pytest.raises(MCPError) as e:
+            small(small.session.read_resource, "writ://everything/demo://resource/static/document/features.md")
+        refused.append(e.value)
+        city = "Lisbon " * 600  # the args prompt says it back: a result over the limit
+        with pytest.raises(MCPError) as e:
+            small(small.session.get_prompt, "everything__args-prompt", {"city": city})
+        refused.append(e.value)
+    for error in refused:
+        assert error.code == types.INVALID_REQUEST and "result_too_large" in error.message, error.message
+    logged = [e.payload for e in audit_entries(setup.data_dir)
+              if e.kind == "request_result" and e.payload["outcome"] == "result_too_large"]
+    assert sorted(r["method"] for r in logged[-2:]) == ["prompts/get", "resources/read"]
+    for entry in logged[-2:]:
+        assert entry["result_bytes"] > limit and entry["result_sha256"].startswith("sha256:")
+        assert "Lisbon Lisbon" not in json.dumps(entry) and "## " not in json.dumps(entry)
 
 
 def test_a_uri_without_a_known_server_is_invalid_params(executor: Client) -> None:
