@@ -17,6 +17,7 @@ from support.gateway import (
     STANDARD_PRINCIPALS,
     register,
     require_upstreams,
+    unlock,
     write_two_upstream_config,
 )
 
@@ -89,3 +90,4 @@ def test_inspector_planner_write_is_denied_and_not_executed(env: Env) -> None:
     assert result["content"][0]["text"].startswith("denied [planner_cannot_write]")
     assert [r["code"] for r in result["_meta"]["writ/decision"]["reasons"]] == ["planner_cannot_write"]
     assert not target.exists()
+    unlock(env.data_dir, "plan-bot")  # the write locked the principal: the module's other plan-bot runs go on

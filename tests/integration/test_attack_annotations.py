@@ -51,7 +51,9 @@ command = {toml_str(vetted[0])}
 args = {toml_list(vetted[1:])}
 trust_annotations = true
 """)
-        register(self.data_dir, STANDARD_PRINCIPALS)
+        # A second planner for the test whose refused write locks its principal, so that lock
+        # leaves plan-bot (the other tests' planner) alone whatever order the tests run in.
+        register(self.data_dir, {**STANDARD_PRINCIPALS, "tricked-bot": "planner"})
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +68,7 @@ def planner(env: Env) -> Iterator[GatewayClient]:
 
 
 def test_trust_is_the_operators_word_on_that_entry(env: Env, planner: GatewayClient) -> None:
-    """The same server, under an entry the operator marked ``trust_annotations = true``: its hint counts.
-
-    (First: the planner's refused write below locks the planner.)
-    """
+    """The same server, under an entry the operator marked ``trust_annotations = true``: its hint counts."""
     result = planner.call("vetted__write_file", {"path": "x", "content": "y"})
     assert not result.is_error, result
     assert env.vetted_calls.read_text().startswith("write_file ")
@@ -78,8 +77,10 @@ def test_trust_is_the_operators_word_on_that_entry(env: Env, planner: GatewayCli
     assert allowed[-1]["input"]["tool"]["annotations_trusted"] is True
 
 
-def test_lying_server_named_git_runs_writes_as_planner(env: Env, planner: GatewayClient) -> None:
-    result = planner.call("git__write_file", {"path": "/etc/motd", "content": "owned"})
+def test_lying_server_named_git_runs_writes_as_planner(env: Env) -> None:
+    # Its own planner: the refused write locks the principal that made it (and every session of it).
+    with gateway_client(env.config, "tricked-bot", env.data_dir, env.root / "tricked.stderr") as tricked:
+        result = tricked.call("git__write_file", {"path": "/etc/motd", "content": "owned"})
     assert result.is_error
     assert reason_codes(result) == ["planner_cannot_write"]
     assert not env.git_calls.exists(), "the write reached the lying upstream"

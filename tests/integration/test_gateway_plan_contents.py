@@ -137,24 +137,27 @@ def audit(env: Env) -> list[tuple[str, dict[str, Any]]]:
         return [(e.kind, dict(e.payload)) for e in AuditLog(w.store).tail(100_000)]
 
 
-def reads_of(env: Env, path: Path | str) -> list[dict[str, Any]]:
-    """The audited decisions on reading ``path`` with the filesystem server's read tool."""
-    return [p for kind, p in audit(env) if kind == "decision" and p["input"]["tool"]["name"] == "read_text_file"
+def reads_of(env: Env, path: Path | str, since: int) -> list[dict[str, Any]]:
+    """The audited decisions on reading ``path`` with the filesystem server's read tool, in entries after the
+    first ``since`` (the test's own: other tests of the module read the same files in the same log)."""
+    return [p for kind, p in audit(env)[since:] if kind == "decision"
+            and p["input"]["tool"]["name"] == "read_text_file"
             and p["input"]["args"].get("path") == str(path)]
 
 
 def test_overwriting_a_file_keeps_its_old_content_read_as_the_planner(env: Env, planner: GatewayClient) -> None:
     path = env.files / "runbook.md"
+    since = len(audit(env))
     data = propose(planner, [write(path, "# Runbook\n\nRestart with `app restart`.\n")])
     row = captured(env, data["plan_id"])[0]
     assert (row.status, row.content, row.path, row.server, row.tool) == ("captured", OLD, str(path), "fs",
                                                                          "write_file")
     assert row.content_sha256 == "sha256:" + hashlib.sha256(OLD.encode()).hexdigest()
     assert data["diffs"] == [{"index": 0, "status": "captured", "reason": None}]
-    [read] = reads_of(env, path)  # decided by policy, for the planner's own session, and logged
+    [read] = reads_of(env, path, since)  # decided by policy, for the planner's own session, and logged
     assert read["input"]["principal"] == "plan-bot" and read["input"]["role"] == "planner"
     assert read["decision"]["allow"] is True
-    propose_decision = next(p for k, p in audit(env) if k == "decision"
+    propose_decision = next(p for k, p in audit(env)[since:] if k == "decision"
                             and p["input"]["tool"]["name"] == "writ_plan_propose")
     assert read["input"]["session"]["id"] == propose_decision["input"]["session"]["id"]
     results = [p for k, p in audit(env) if k == "tool_result"
@@ -178,6 +181,7 @@ def test_each_kind_of_step_says_whether_a_diff_exists_and_why_not(env: Env, plan
         write(env.files / "secrets" / "token.txt"),  # 5: the read is denied by policy
         {"tool": "fs__create_directory", "args": {"path": str(env.files / "more")}},  # 6
     ]
+    since = len(audit(env))
     data = propose(planner, steps)
     rows = captured(env, data["plan_id"])
     assert sorted(rows) == list(range(7))
@@ -198,11 +202,11 @@ def test_each_kind_of_step_says_whether_a_diff_exists_and_why_not(env: Env, plan
     assert all(r.content is None for r in rows.values())
     assert [d["status"] for d in data["diffs"]] == [rows[i].status for i in range(7)]
 
-    [denied] = reads_of(env, env.files / "secrets" / "token.txt")
+    [denied] = reads_of(env, env.files / "secrets" / "token.txt", since)
     assert denied["decision"]["allow"] is False
     assert [r["code"] for r in denied["decision"]["reasons"]] == ["secrets_forbidden"]
-    assert len(reads_of(env, env.outside / "passwd")) == 1  # allowed by policy, refused by the server
-    assert reads_of(env, env.files / "docs" / "new-page.md")[0]["decision"]["allow"] is True
+    assert len(reads_of(env, env.outside / "passwd", since)) == 1  # allowed by policy, refused by the server
+    assert reads_of(env, env.files / "docs" / "new-page.md", since)[0]["decision"]["allow"] is True
 
 
 def test_the_planner_is_told_what_approvers_will_see(env: Env, planner: GatewayClient) -> None:

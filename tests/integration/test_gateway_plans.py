@@ -7,8 +7,9 @@ Principals and keys are made through the trust store; approvals are signed with 
 approvers' keys and submitted through PlanStore.add_approval, as `writ approve` does.
 
 A call outside the plan locks its session and its principal, so each such scenario runs in a session
-of its own (`with executor_session(...)`) and lifts the principal's lock after (`unlock`, what an
-operator does); the module's long-lived executor session ends with one.
+of its own (`with env.session(...)`) and lifts the principal's lock after (`unlock`, what an
+operator does): the module's long-lived planner and executor sessions are never locked, whatever
+order the tests run in.
 """
 
 from __future__ import annotations
@@ -353,28 +354,27 @@ def test_a_plan_stopped_by_an_operator_stops_its_session(env: Env, stores: Servi
     assert error_code(executor.call("writ__writ_plan_status", {})) == "no_plan_bound"
 
 
-def test_an_injected_instruction_is_not_in_the_plan(env: Env, stores: Services, planner: GatewayClient,
-                                                    executor: GatewayClient) -> None:
-    # Last test of the module's executor session: the attempt locks it.
+# --- a session each: a call outside the plan locks the session ---------------------------------------
+
+
+def test_an_injected_instruction_is_not_in_the_plan(env: Env, stores: Services, planner: GatewayClient) -> None:
     target = env.files / "summary.txt"
     plan_id = proposed_and_approved(env, stores, planner, "Write a summary", [write_step(target, "summary")])
-    ok(executor.call("writ__writ_plan_begin", {"plan_id": plan_id}))
-    read = executor.call("fs__read_text_file", {"path": str(env.files / "README.txt")})
-    assert "delete important.txt" in text_of(read)  # what the agent was told by the data it read
+    with env.session("exec-bot") as executor:  # the attempt locks it
+        ok(executor.call("writ__writ_plan_begin", {"plan_id": plan_id}))
+        read = executor.call("fs__read_text_file", {"path": str(env.files / "README.txt")})
+        assert "delete important.txt" in text_of(read)  # what the agent was told by the data it read
 
-    result = executor.call("fs__move_file", {"source": str(env.files / "important.txt"),
-                                             "destination": str(env.files / "trash.txt")})
-    assert reason_codes(result) == ["step_not_in_plan"]
-    assert "plan: not step 0 of plan sha256:" in text_of(result) and "tool is 'move_file'" in text_of(result)
-    assert "obligation [lock_session]" in text_of(result)
-    assert (env.files / "important.txt").read_text() == "keep me\n" and not (env.files / "trash.txt").exists()
-    assert not forwarded(env, result)
-    assert reason_codes(executor.call("fs__write_file", {"path": str(target), "content": "summary"})) == [
-        "session_locked"]
+        result = executor.call("fs__move_file", {"source": str(env.files / "important.txt"),
+                                                 "destination": str(env.files / "trash.txt")})
+        assert reason_codes(result) == ["step_not_in_plan"]
+        assert "plan: not step 0 of plan sha256:" in text_of(result) and "tool is 'move_file'" in text_of(result)
+        assert "obligation [lock_session]" in text_of(result)
+        assert (env.files / "important.txt").read_text() == "keep me\n" and not (env.files / "trash.txt").exists()
+        assert not forwarded(env, result)
+        assert reason_codes(executor.call("fs__write_file", {"path": str(target), "content": "summary"})) == [
+            "session_locked"]
     unlock(env.data_dir, "exec-bot")
-
-
-# --- a session each: a call outside the plan locks the session ---------------------------------------
 
 
 def test_one_changed_argument_is_not_the_step_and_locks_the_session(env: Env, stores: Services,
@@ -489,16 +489,14 @@ def test_a_path_outside_the_steps_root_never_reaches_the_upstream(env: Env, stor
     unlock(env.data_dir, "exec-bot")
 
 
-# --- last: the planner's own write locks its session -------------------------------------------------
-
-
 def test_the_planner_cannot_run_its_own_plan(env: Env, stores: Services, planner: GatewayClient) -> None:
     target = env.files / "planner.txt"
     plan_id = proposed_and_approved(env, stores, planner, "Planner's", [write_step(target, "x")])
-    result = planner.call("writ__writ_plan_begin", {"plan_id": plan_id})
-    assert reason_codes(result) == ["role_not_permitted"]
-    result = planner.call("fs__write_file", {"path": str(target), "content": "x"})
-    assert reason_codes(result) == ["planner_cannot_write"]
+    with env.session("plan-bot") as own:  # the planner's own write locks its session
+        result = own.call("writ__writ_plan_begin", {"plan_id": plan_id})
+        assert reason_codes(result) == ["role_not_permitted"]
+        result = own.call("fs__write_file", {"path": str(target), "content": "x"})
+        assert reason_codes(result) == ["planner_cannot_write"]
     assert not target.exists() and stores.plans.get(plan_id).state.value == "approved"
     unlock(env.data_dir, "plan-bot")
 

@@ -230,6 +230,7 @@ def test_an_http_upstream_is_governed_the_same_and_its_loss_reported(planner: Ga
             # Policy decides before the upstream is even tried.
             assert reason_codes(client.call("git__git_commit", {"repo_path": str(env.repo), "message": "m"})) == [
                 "planner_cannot_write"]
+    unlock(env.data_dir, "plan-bot")  # that write locked the principal: the module's other plan-bot sessions go on
 
 
 def test_an_auditor_sees_no_tools_it_could_never_call(env: Env) -> None:

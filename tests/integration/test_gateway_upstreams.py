@@ -144,26 +144,30 @@ def test_a_hung_upstream_times_out_and_the_session_goes_on(planner: GatewayClien
     assert env.pids(env.git_pids) == [pid]  # a slow server is not a dead one: no restart
 
 
-def test_a_killed_upstream_is_restarted_once_then_reported(planner: GatewayClient, env: Env) -> None:
-    status = {"repo_path": str(env.repo)}
-    before = {t.name: (t.meta or {})["writ/definition_digest"] for t in planner.list_tools() if t.name.startswith("git__")}
-    assert not planner.call("git__git_status", status).is_error
-    [first] = env.pids(env.git_pids)
-    kill(first)
+def test_a_killed_upstream_is_restarted_once_then_reported(tmp_path: Path) -> None:
+    env = Env(tmp_path)  # upstreams of its own: this spends git's one restart, which the other tests' git keeps
+    with gateway_client(env.config, "plan-bot", env.data_dir, env.stderr) as planner:
+        status = {"repo_path": str(env.repo)}
+        before = {t.name: (t.meta or {})["writ/definition_digest"] for t in planner.list_tools()
+                  if t.name.startswith("git__")}
+        assert not planner.call("git__git_status", status).is_error
+        [first] = env.pids(env.git_pids)
+        kill(first)
 
-    def answers() -> bool:
+        def answers() -> bool:
+            result = planner.call("git__git_status", status)
+            assert not result.is_error or "upstream_unavailable" in text_of(result), text_of(result)
+            return not result.is_error
+
+        wait_for(answers, "the restarted git server to answer")
+        [_, second] = env.pids(env.git_pids)
+        after = {t.name: (t.meta or {})["writ/definition_digest"] for t in planner.list_tools()
+                 if t.name.startswith("git__")}
+        assert after == before  # same server, same definitions, same digests
+
+        kill(second)  # its one restart is spent: down for good, and every call says so at once
+        wait_for(lambda: "will not be restarted" in text_of(planner.call("git__git_status", status)),
+                 "the gateway to report git as down for good")
         result = planner.call("git__git_status", status)
-        assert not result.is_error or "upstream_unavailable" in text_of(result), text_of(result)
-        return not result.is_error
-
-    wait_for(answers, "the restarted git server to answer")
-    [_, second] = env.pids(env.git_pids)
-    after = {t.name: (t.meta or {})["writ/definition_digest"] for t in planner.list_tools() if t.name.startswith("git__")}
-    assert after == before  # same server, same definitions, same digests
-
-    kill(second)  # its one restart is spent: down for good, and every call says so at once
-    wait_for(lambda: "will not be restarted" in text_of(planner.call("git__git_status", status)),
-             "the gateway to report git as down for good")
-    result = planner.call("git__git_status", status)
-    assert text_of(result).startswith("error [upstream_unavailable]: upstream 'git' is down")
-    assert env.pids(env.git_pids) == [first, second]
+        assert text_of(result).startswith("error [upstream_unavailable]: upstream 'git' is down")
+        assert env.pids(env.git_pids) == [first, second]
