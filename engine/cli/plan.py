@@ -212,12 +212,13 @@ def plan_verify(target: str, trust_file: Path | None, at: str | None, as_json: b
 
     \b
     Exit status:
-      0  VERIFIED: everything verifies and the approvals meet the requirement
-         (an envelope that is not in the plan store: its signature verifies)
+      0  VERIFIED: everything verifies and the approvals meet the requirement;
+         or SIGNATURE VERIFIED (--json verdict signature_verified): an envelope the plan
+         store does not hold, whose signature verifies; its approvals are unknown
       1  FAILED: the signature, an approval or the state does not verify (or an error)
       3  NOT APPROVED: everything verifies, but the plan is pending, rejected or expired
 
-    With --json: {target, verdict (verified, not_approved, failed), problems, plan_id,
+    With --json: {target, verdict (verified, signature_verified, not_approved, failed), problems, plan_id,
     planner, signature, in_store, state, approvals (the count), decisions}; same exit status.
 
     \b

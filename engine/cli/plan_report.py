@@ -4,7 +4,7 @@
     outcome = verify_plan(raw, what, record, w, trust_set, now=utc_now())
     print_outcome(outcome)                            # ... 'signature OK; state pending; approvals 0/2
                                                       #      (missing: code-owners, 1 more approval): NOT APPROVED'
-    sys.exit(outcome.exit_code)                       # 0 VERIFIED, 1 FAILED, 3 NOT APPROVED
+    sys.exit(outcome.exit_code)                       # 0 VERIFIED (or SIGNATURE VERIFIED), 1 FAILED, 3 NOT APPROVED
 
 ``verify_plan`` checks the planner's signature, each stored approval (signature, key validity,
 eligibility), the count by the verifier and by the policy, and that the stored state is backed
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from writ.plans.records import ApprovalRecord, ClaimRecord, PlanRecord
     from writ.plans.trust import TrustSet
 
-Verdict = Literal["verified", "not_approved", "failed"]
-EXIT_CODES: dict[Verdict, int] = {"verified": 0, "failed": 1, "not_approved": 3}
+Verdict = Literal["verified", "signature_verified", "not_approved", "failed"]
+EXIT_CODES: dict[Verdict, int] = {"verified": 0, "signature_verified": 0, "failed": 1, "not_approved": 3}
+"""``signature_verified``: an envelope the plan store does not hold; its approvals were not checked."""
 BEGAN = (PlanState.APPROVED, PlanState.EXECUTING, PlanState.COMPLETED, PlanState.FAILED)
 
 
@@ -146,7 +147,9 @@ class VerifyOutcome:
     def verdict(self) -> Verdict:
         if self.failure is not None or self.problems:
             return "failed"
-        return "verified" if self.record is None or self.approved else "not_approved"
+        if self.record is None or self.result is None:
+            return "signature_verified"
+        return "verified" if self.approved else "not_approved"
 
     @property
     def exit_code(self) -> int:
@@ -196,8 +199,9 @@ def print_outcome(out: VerifyOutcome) -> None:
     key = short_key_id(out.key_id) if out.key_id else "-"
     click.echo(f"plan {out.plan.id}: signature OK (planner {out.plan.planner}, key {key})")
     if out.record is None or out.result is None:
-        click.echo("not in the plan store: no approvals to check")
-        click.echo("VERIFIED")
+        click.echo("not in this plan store: its approvals were not checked (`writ attest verify` checks an "
+                   "exported plan's approvals offline)")
+        click.echo("SIGNATURE VERIFIED (approvals unknown)")
         return
     print_approvals(out.approvals, out.result)
     verdict = {"verified": "VERIFIED", "not_approved": "NOT APPROVED",

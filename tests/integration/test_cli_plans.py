@@ -209,7 +209,11 @@ def test_auditor_verifies_offline_with_only_the_trust_root(writ: Writ, people: d
     writ("trust", "export", "-o", root)
     elsewhere = Writ(tmp_path / "auditor-laptop")  # no database there, and none is created
     out = elsewhere("plan", "verify", envelope, "--trust", root).stdout
-    assert out.endswith("not in the plan store: no approvals to check\nVERIFIED\n")
+    # the signature verifies, but nothing here says the plan was approved: never a bare VERIFIED
+    assert out.endswith("its approvals were not checked (`writ attest verify` checks an exported plan's approvals "
+                        "offline)\nSIGNATURE VERIFIED (approvals unknown)\n")
+    doc = json.loads(elsewhere("plan", "verify", envelope, "--trust", root, "--json").stdout)
+    assert (doc["verdict"], doc["in_store"], doc["approvals"]) == ("signature_verified", False, None)
     assert not (tmp_path / "auditor-laptop").exists()
 
 
