@@ -122,7 +122,7 @@ def _export_period(since: str, until: str | None, out_dir: Path, as_json: bool) 
               help="Your policy: the policy repository's directory or an OPA bundle file. Every policy revision "
               "the bundle uses must be its revision; without it, the report lists the revisions used.")
 @JSON_OPTION
-@writ_command(store="none")  # an auditor verifies offline: no data directory, no database
+@writ_command(store="none", offline=True)  # an auditor verifies offline: no data directory, no database
 def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_file: Path | None,
            policy_path: Path | None, as_json: bool) -> None:
     """Verify a bundle offline: signatures, digests, approvals, steps, audit proofs; name the first failure.

@@ -12,6 +12,9 @@ list`` or ``writ plan list --data-dir D``), else ``$WRIT_HOME``, else ``.writ/``
 directory and database that ``writ init`` recorded there are used by every command
 (``writ.engine.core.settings.shared_settings``).
 
+With ``--json`` (an ``as_json`` parameter), an error is also printed on stdout as
+``{"ok": false, "code": ..., "message": ...}`` for the script reading it.
+
 This module is imported by every command module, including for ``writ --help``: it imports
 nothing heavy (settings and the wiring are imported when a command runs).
 """
@@ -19,6 +22,7 @@ nothing heavy (settings and the wiring are imported when a command runs).
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -89,26 +93,29 @@ def data_dir_option(given: Path | None) -> Path | None:
 @overload
 def writ_command(func: F) -> F: ...
 @overload
-def writ_command(*, error_exit: int = 1, store: StoreNeed = "required") -> Callable[[F], F]: ...
+def writ_command(*, error_exit: int = 1, store: StoreNeed = "required", offline: bool = False) -> Callable[[F], F]: ...
 
 
 def writ_command(
-    func: F | None = None, *, error_exit: int = 1, store: StoreNeed = "required"
+    func: F | None = None, *, error_exit: int = 1, store: StoreNeed = "required", offline: bool = False
 ) -> F | Callable[[F], F]:
     """Give a command ``--data-dir``, its Settings in ``ctx.obj``, and ``error[code]: message`` on failure.
 
     ``store``: whether the command needs an initialised data directory (see ``command_settings``).
+    ``offline``: the command reads no data directory at all, so its help does not offer ``--data-dir``.
     """
 
     def decorate(f: F) -> F:
         @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-                      help=DATA_DIR_HELP)
+                      help=DATA_DIR_HELP, hidden=offline)
         @functools.wraps(f)
         def wrapper(*args: Any, data_dir: Path | None = None, **kwargs: Any) -> Any:
             try:
                 click.get_current_context().obj = command_settings(data_dir_option(data_dir), store)
                 return f(*args, **kwargs)
             except WritError as e:
+                if kwargs.get("as_json"):  # a script reading --json gets the error as JSON on stdout too
+                    click.echo(json.dumps({"ok": False, **e.as_json()}, sort_keys=True))
                 fail(e, error_exit)
 
         return wrapper  # type: ignore[return-value]

@@ -110,6 +110,9 @@ def plan_sign(file: Path, key_file: Path, config_path: Path | None, output: Path
 def plan_submit(envelope_file: Path) -> None:
     """Submit a signed plan envelope: its planner signature is checked, then it waits for approvals.
 
+    Its approval workflow runs on Temporal: `writ serve` must be running (it starts Temporal
+    unless WRIT_TEMPORAL_ADDRESS names one), else error[workflow_unavailable] and nothing is stored.
+
     \b
     Example:
       writ plan sign examples/plan.json --key plan-bot.pem -o plan.signed.json
@@ -328,6 +331,9 @@ def _decide(plan_ref: str, key_file: Path, comment: str, decision: Decision) -> 
 @writ_command
 def approve(plan_ref: str, key_file: Path, comment: str) -> None:
     """Approve PLAN (a full id or a unique prefix): sign locally with your key, submit, show the count.
+
+    The approval is sent to the plan's workflow on Temporal: `writ serve` must be running, else
+    error[workflow_unavailable] and nothing counts.
 
     \b
     Example:

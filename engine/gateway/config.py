@@ -19,8 +19,8 @@ another server's in an exposed ``<server>__<tool>`` name is refused (``server_na
 own command line or URL for it, never to the name alone (ADR 0013).
 
 Who the gateway acts for is not configured here: ``writ mcp --principal NAME`` takes the
-principal and its role from the trust store (``writ principals add``), and its groups from
-the policy data (``writ.engine.gateway.governance.resolve_principal``).
+principal, its role and its groups from the trust store (``writ principals add``, ``writ groups
+add``, merged with the policy's ``data.writ.groups``: ``writ.engine.gateway.governance.resolve_principal``).
 
 Relative ``cwd`` values are taken from the file's directory, and a stdio upstream without a
 ``cwd`` runs there, so relative paths in ``args`` mean the same wherever ``writ mcp`` starts.

@@ -61,7 +61,7 @@ Capture = Callable[[str, Plan], Awaitable[list[CapturedContent]]]
 
 
 def resolve_principal(trust: TrustStore, name: str) -> Principal:
-    """``name`` as the trust store has it (``principal_not_found`` if absent), with its groups from policy data."""
+    """``name`` as the trust store has it (``principal_not_found`` if absent), with its groups (store and policy data)."""
     record = trust.principal(name)
     if record.role not in get_args(Role):
         raise ConfigError(f"principal {name!r} has role {record.role!r}, which Writ does not know", code=reasons.ROLE_INVALID)

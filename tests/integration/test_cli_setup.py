@@ -125,6 +125,16 @@ def test_a_command_on_a_missing_data_dir_says_store_missing_and_creates_nothing(
     assert not home.exists()
 
 
+def test_json_errors_are_json_on_stdout_too(tmp_path: Path) -> None:
+    # a script that asked for --json parses stdout: an error is an object it can read, and stderr keeps the line
+    home = tmp_path / ".wirt"
+    done = writ("plan", "list", "--json", "--data-dir", home, code=1)
+    assert json.loads(done.stdout) == {"ok": False, "code": "store_missing",
+                                       "message": f"no Writ data directory at {home}: run 'writ init --data-dir {home}'"}
+    assert one_error_line(done, "store_missing")
+    assert not home.exists()
+
+
 def test_audit_verify_on_a_missing_data_dir_exits_2(tmp_path: Path) -> None:
     home = tmp_path / ".wirt"
     done = writ("audit", "verify", "--data-dir", home, code=2)
