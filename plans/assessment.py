@@ -199,15 +199,20 @@ def requirement_for(engine: PolicyEvaluator, plan: Plan, now: datetime) -> Appro
         raise _shape_error(REQUIREMENT_PATH, plan, e) from None
 
 
-def retry_allowed(engine: PolicyEvaluator, plan: Plan, step_index: int, attempt: int, now: datetime) -> bool:
+def retry_allowed(engine: PolicyEvaluator, plan: Plan, step_index: int, attempt: int, now: datetime, *,
+                  raise_errors: bool = False) -> bool:
     """May step ``step_index``, failed after ``attempt`` claims, be claimed again? Only a policy ``true`` says yes.
 
-    Any failure of the policy is a no (fail closed: the plan fails with its step).
+    Any failure of the policy is a no (fail closed: the plan fails with its step); with
+    ``raise_errors``, the engine's error is raised instead, so a claim is refused for it without
+    the plan being failed on the word of a policy that did not answer.
     """
     doc = {"plan": _plan_doc(plan), "step_index": step_index, "attempt": attempt, "now": iso(aware(now, "'now'"))}
     try:
         return engine.evaluate(RETRY_PATH, doc) is True
     except WritError:
+        if raise_errors:
+            raise
         return False
 
 

@@ -189,13 +189,15 @@ class PlanExecution(StepResults, BackedExecution):
             self._check_step(plan, record, step_index, server, tool, definition_digest, args)
             prior = self._claim(record.id, step_index)
             if prior is not None and prior.outcome == "failed":
-                if not retry_allowed(self.policy, plan, step_index, prior.attempt, now):
+                # an engine error refuses this claim with its own code and leaves the plan as it is
+                if not retry_allowed(self.policy, plan, step_index, prior.attempt, now, raise_errors=True):
                     # the retry allowed when the step failed was withdrawn since: the plan fails now, as it
                     # would have then, instead of waiting executing for a step that can never run again
-                    self.fail_for_step(record.id, step_index, now, withdrawn=True)
+                    failed = self.fail_for_step(record.id, step_index, now, withdrawn=True)
                     raise StepAlreadyClaimed(
                         f"step {step_index} of plan {short_plan_id(record.id)} failed and the policy no longer "
-                        "allows a retry (retry_failed_step): the plan failed", code=reasons.STEP_ALREADY_CLAIMED)
+                        f"allows a retry (retry_failed_step){': the plan failed' if failed else ''}",
+                        code=reasons.STEP_ALREADY_CLAIMED)
                 claim = self._retry_claim(record, prior, executor, args_digest, now)
             else:
                 claim = self._insert_claim(record, step_index, executor, args_digest, now)

@@ -41,6 +41,8 @@ Verdict = Literal["verified", "signature_verified", "not_approved", "failed"]
 EXIT_CODES: dict[Verdict, int] = {"verified": 0, "signature_verified": 0, "failed": 1, "not_approved": 3}
 """``signature_verified``: an envelope the plan store does not hold; its approvals were not checked."""
 BEGAN = (PlanState.APPROVED, PlanState.EXECUTING, PlanState.COMPLETED, PlanState.FAILED)
+RAN = (PlanState.EXECUTING, PlanState.COMPLETED, PlanState.FAILED, PlanState.ABORTED)
+"""States a plan reaches only by beginning (aborted: also from approved; its expiry is then moot)."""
 
 
 # --- the approval count ------------------------------------------------------------------------
@@ -91,10 +93,14 @@ def approvals_json(result: ApprovalResult) -> dict[str, Any]:
     }
 
 
-def counts_ok(result: ApprovalResult, policy_satisfied: bool) -> bool:
-    """The approvals meet the requirement (by the verifier and the policy); expiry since then aside."""
+def counts_ok(result: ApprovalResult, policy_satisfied: bool, *, began: bool) -> bool:
+    """The approvals meet the requirement (by the verifier and the policy).
+
+    ``began``: the plan began executing, so an expiry since then does not matter; a plan that
+    never began and has expired (at ``--at``) cannot run, and is not approved.
+    """
     return (result.missing_approvals == 0 and not result.missing_groups and not result.rejected
-            and not result.violations and (result.expired or policy_satisfied))
+            and not result.violations and ((result.expired and began) or policy_satisfied))
 
 
 # --- stored approvals, one line each -----------------------------------------------------------
@@ -184,10 +190,12 @@ def verify_plan(raw: bytes, what: str, record: PlanRecord | None, w: Services | 
         return out  # not in the plan store: the signature is all there is to check
     out.record, out.approvals = record, w.plans.approvals(record.id)
     a = assess(w.policy, verified, [s.envelope for s in out.approvals], trust_set, now=now, limits=limits)
-    out.result, out.approved = a.result, counts_ok(a.result, a.policy.satisfied)
+    out.result, out.approved = a.result, counts_ok(a.result, a.policy.satisfied, began=record.state in RAN)
     out.problems += [f"approval #{i.index}: {i.reason.value}: {i.detail}" for i in a.result.ignored]
     out.problems += [f"the verifier and the policy disagree: {d}" for d in a.disagreements]
-    if record.state in BEGAN and not out.approved:
+    # the state is backed if the approvals met the requirement; an approved plan that expired since is
+    # not approved any more (exit 3), but its state was not wrong
+    if record.state in BEGAN and not counts_ok(a.result, a.policy.satisfied, began=True):
         out.problems.append(f"state {record.state.value} is not backed by the approvals: {a.result.summary()}")
     return out
 

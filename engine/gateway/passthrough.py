@@ -189,9 +189,17 @@ class PassThrough:
         return types.EmptyResult()
 
     async def relay_log(self, server: str, params: types.LoggingMessageNotificationParams, target: Exchange) -> None:
-        """An upstream's log message, to this session when its level is wanted; the logger names the server."""
+        """An upstream's log message, to this session when its level is wanted; the logger names the server.
+
+        A message over ``limits.max_result_bytes`` is dropped (the process log says so).
+        """
         level = self.gateway.log_level
         if level is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(level):
+            return
+        limit = self.gateway.stores.settings.limits.max_result_bytes
+        if result_size(params, limit) > limit:  # bounded like a result: an upstream cannot flood the agent with one
+            log.warning("upstream %s: a %s log message over limits.max_result_bytes (%d) was not passed on",
+                        server, params.level, limit)
             return
         logger = f"{server}.{params.logger}" if params.logger else server
         session = target.session or self.gateway.client

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
@@ -136,6 +137,20 @@ def result_size(result: BaseModel, limit: int) -> int:
         else:
             total += 1
     return total
+
+
+def bounded_error(error: MCPError, limit: int) -> MCPError:
+    """An upstream's own JSON-RPC error as the agent gets it: unchanged, unless its message and data are over ``limit``.
+
+    An error is bounded like a result (``limits.max_result_bytes``): a hostile upstream could
+    otherwise send anything through one. Over the limit the agent gets ``result_too_large`` instead.
+    """
+    size = result_size(types.ErrorData(code=error.code, message=error.message, data=error.data), limit)
+    if size <= limit:
+        return error
+    message = (f"error [{reasons.RESULT_TOO_LARGE}]: the upstream's error (code {error.code}) is more than "
+               f"limits.max_result_bytes ({limit}): it was not passed on")
+    return MCPError(error.code, message, data={"code": reasons.RESULT_TOO_LARGE})
 
 
 def refused_digest(result: BaseModel) -> str:

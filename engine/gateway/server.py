@@ -38,7 +38,7 @@ from writ.engine.gateway.config import GatewayConfig, Principal
 from writ.engine.gateway.governance import Governance
 from writ.engine.gateway.listing import UpstreamTool
 from writ.engine.gateway.passthrough import PassThrough
-from writ.engine.gateway.results import META, Failed, audit_or_log, listable
+from writ.engine.gateway.results import META, Failed, audit_or_log, bounded_error, listable
 from writ.engine.gateway.sessions import PrincipalGuard, Transport
 from writ.engine.gateway.stdio import stdio_transport
 from writ.engine.gateway.steps import BoundPlan, SessionBinding
@@ -319,8 +319,9 @@ class Gateway:
                            call: Callable[[], Awaitable[R]], done: Callable[..., None], what: str) -> R | Failed:
         """Run ``call`` as this session's request on ``server``; ``done(outcome, error=...)`` records a failure.
 
-        The upstream's own JSON-RPC errors (recorded as ``upstream_error``) and cancellation propagate;
-        any other failure is recorded and returned as ``Failed``, never a traceback to the agent.
+        The upstream's own JSON-RPC errors (recorded as ``upstream_error``; over ``limits.max_result_bytes``,
+        replaced by ``bounded_error``) and cancellation propagate; any other failure is recorded and returned
+        as ``Failed``, never a traceback to the agent.
         """
         session, request_id = (ctx.session, ctx.request_id) if ctx is not None else (self.client, None)
         try:
@@ -328,7 +329,10 @@ class Gateway:
                 return await call()
         except MCPError as e:
             done("upstream_error", error={"code": e.code, "message": e.message[:500]})
-            raise
+            bounded = bounded_error(e, self.stores.settings.limits.max_result_bytes)
+            if bounded is e:
+                raise
+            raise bounded from None
         except WritError as e:  # upstream_unavailable, upstream_timeout
             done(e.code, error={"message": e.message})
             return Failed(e.code, e.message)

@@ -40,10 +40,11 @@ from temporalio.api.enums.v1 import EventType
 from writ.attestations.audit import AuditLog
 from writ.engine.core import reasons
 from writ.engine.core.db import Database
-from writ.engine.core.errors import ApprovalRefused, ClaimRefused, StepAlreadyClaimed
+from writ.engine.core.errors import ApprovalRefused, ClaimRefused, PolicyEvaluationError, StepAlreadyClaimed
 from writ.engine.core.settings import Settings
 from writ.engine.policy.embedded import EmbeddedEngine
 from writ.engine.wiring.services import LocalPolicy, Services, open_services, wire_services
+from writ.plans.assessment import RETRY_PATH
 from writ.plans.keys import PrivateKey
 from writ.plans.lifecycle import PlanState
 from writ.plans.models import Plan, PlanStep
@@ -323,6 +324,31 @@ def test_failed_step_retried_after_the_policy_withdrew_the_retry(store: Database
     assert [(e["step_index"], e["code"]) for e in failed] == [(0, reasons.STEP_FAILED)]
     assert "no longer allows a retry" in failed[0]["reason"]
     assert_refused(world, plan, 1, reasons.PLAN_NOT_EXECUTING)
+
+
+def test_retry_claim_while_the_engine_is_down_leaves_the_plan_executing(store: Database, policy_dir: Path,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that cannot answer refuses the retry's claim with its own code; it does not fail the plan on the
+    word of a policy that never spoke. Once the engine is back, the retry the policy allows is claimed."""
+    world = make_world(store, policies_with_config(policy_dir, tmp_path, retry_failed_steps=True))
+    plan = world.executing(world.plan(2))
+    world.run(plan, 0, "failed")
+    real = world.engine.evaluate
+
+    def down(path: str, input_doc: dict[str, Any] | None = None) -> Any:
+        if path == RETRY_PATH:
+            raise PolicyEvaluationError("the policy engine is not answering", code=reasons.ENGINE_UNAVAILABLE)
+        return real(path, input_doc)
+
+    monkeypatch.setattr(world.engine, "evaluate", down)
+    with pytest.raises(PolicyEvaluationError):
+        world.claim(plan, 0, now=NOW + timedelta(seconds=1))
+    assert world.plans.get(plan.id).state is PlanState.EXECUTING
+    refused = world.audit("step_claim")[-1]
+    assert (refused["claimed"], refused["code"]) == (False, reasons.ENGINE_UNAVAILABLE)
+    monkeypatch.setattr(world.engine, "evaluate", real)
+    assert world.claim(plan, 0, now=NOW + timedelta(seconds=2)).attempt == 2
 
 
 def test_a_failed_step_is_not_claimed_again_by_default(world: World) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -512,6 +513,19 @@ def test_lists_show_and_verify_as_json(writ: Writ, people: dict[str, Path], tmp_
     approved = json.loads(writ("plan", "verify", envelope, "--json").stdout)
     assert (approved["verdict"], approved["state"], approved["in_store"]) == ("verified", "approved", True)
     assert approved["plan_id"] == plan_id and approved["approvals"]["approved"] is True
+
+
+def test_approved_plan_verified_after_its_expiry_is_not_approved(writ: Writ, people: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    # 2 of 2 approvals, never begun: after its expiry it can never run, so no VERIFIED and no exit 0
+    plan_id, _ = submitted(writ, people, tmp_path)
+    writ("approve", plan_id, "--key", people["alice"])
+    writ("approve", plan_id, "--key", people["bob"])
+    assert json.loads(writ("plan", "verify", plan_id, "--json").stdout)["verdict"] == "verified"
+    later = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")  # PLAN_FILE expires in 2h
+    doc = json.loads(writ("plan", "verify", plan_id, "--at", later, "--json", code=3).stdout)
+    assert (doc["verdict"], doc["state"], doc["problems"]) == ("not_approved", "approved", [])
+    assert writ("plan", "verify", plan_id, "--at", later, code=3).stdout.rstrip().endswith(": NOT APPROVED")
 
 
 def test_verify_as_json_names_what_failed(writ: Writ, people: dict[str, Path], tmp_path: Path) -> None:

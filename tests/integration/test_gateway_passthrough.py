@@ -81,6 +81,50 @@ async def main():
 
 anyio.run(main)
 """
+# An upstream an attacker controls, sending back more than limits.max_result_bytes outside any result: a
+# JSON-RPC error to a tool call or a resource read, and a log message during a call (argv[1]: how many bytes).
+FLOODING_SERVER = """
+import sys
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+
+N = int(sys.argv[1])
+
+
+async def list_tools(ctx, params):
+    return types.ListToolsResult(tools=[types.Tool(name="shout", input_schema={"type": "object"}),
+                                        types.Tool(name="chatty", input_schema={"type": "object"})])
+
+
+async def call_tool(ctx, params):
+    if params.name == "shout":
+        raise MCPError(types.INTERNAL_ERROR, "E" * N, data={"more": "D" * N})
+    await ctx.session.send_log_message("error", {"blob": "L" * N}, logger="flood")
+    await ctx.session.send_log_message("error", "a small one", logger="flood")
+    return types.CallToolResult(content=[types.TextContent(type="text", text="ok")])
+
+
+async def list_resources(ctx, params):
+    return types.ListResourcesResult(resources=[types.Resource(uri="flood://big", name="big")])
+
+
+async def read_resource(ctx, params):
+    raise MCPError(types.INTERNAL_ERROR, "R" * N)
+
+
+async def main():
+    server = Server("flooding", on_list_tools=list_tools, on_call_tool=call_tool,
+                    on_list_resources=list_resources, on_read_resource=read_resource)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+anyio.run(main)
+"""
 NO_ELICITATION = """package writ.authz
 
 # A security team's own rule: no upstream may ask our people for input.
@@ -168,6 +212,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
                                       "tools": dict.fromkeys(READ_TOOLS, "read")}
     tools["servers"]["probe"] = {"description": "reports its client's capabilities", "trust_annotations": False,
                                  "tools": {"client_capabilities": "read"}}
+    tools["servers"]["flooding"] = {"description": "sends more than the result limit outside results",
+                                    "trust_annotations": False, "tools": {"shout": "read", "chatty": "read"}}
     tools_json.write_text(json.dumps(tools, indent=2))
     (policy_dir / "writ" / "no_elicitation.rego").write_text(NO_ELICITATION)
     config_dir = root / "config"
@@ -306,6 +352,35 @@ def test_huge_resource_or_prompt_result_is_not_passed_on(setup: Setup) -> None:
     for entry in logged[-2:]:
         assert entry["result_bytes"] > limit and entry["result_sha256"].startswith("sha256:")
         assert "Lisbon Lisbon" not in json.dumps(entry) and "## " not in json.dumps(entry)
+
+
+def test_an_upstream_error_or_log_message_over_the_limit_is_not_passed_on(setup: Setup, tmp_path: Path) -> None:
+    """limits.max_result_bytes also bounds what a hostile upstream sends outside a result: its JSON-RPC error to a
+    tool call or a resource read (result_too_large instead), and a log message it sends meanwhile (dropped)."""
+    limit, size = 2000, 50_000
+    script = tmp_path / "flooding_server.py"
+    script.write_text(FLOODING_SERVER)
+    config = tmp_path / "writ.toml"
+    config.write_text(f"""
+[upstreams.flooding]
+command = {toml_str(sys.executable)}
+args = {toml_list([str(script), str(size)])}
+""")
+    flooded = Setup(setup.root, setup.data_dir, config, setup.policy_dir)
+    with stdio_gateway(flooded, "exec-bot", env={"WRIT_LIMITS__MAX_RESULT_BYTES": str(limit)}) as client:
+        errors = []
+        with pytest.raises(MCPError) as e:
+            client.call("flooding__shout")
+        errors.append(e.value)
+        with pytest.raises(MCPError) as e:
+            client(client.session.read_resource, "writ://flooding/flood://big")
+        errors.append(e.value)
+        assert not client.call("flooding__chatty").is_error
+        client.wait_for("the small log message", lambda: any(m.data == "a small one" for m in client.agent.logs))
+    for error in errors:
+        assert len(error.message) < limit and len(json.dumps(error.data)) < limit, (len(error.message), error.data)
+        assert error.code == types.INTERNAL_ERROR and "result_too_large" in error.message, error.message
+    assert [m.data for m in client.agent.logs if m.logger == "flooding.flood"] == ["a small one"]
 
 
 def test_a_uri_without_a_known_server_is_invalid_params(executor: Client) -> None:
