@@ -22,7 +22,7 @@ import click
 
 from writ.engine.cli.common import writ_command
 from writ.engine.cli.support import JSON_OPTION, echo_json, read_bounded, services, write_new
-from writ.engine.core.errors import InputError, WritError
+from writ.engine.core.errors import InputError
 from writ.engine.core.timeutil import utc_now
 from writ.plans.canonical import sha256_digest
 
@@ -145,15 +145,10 @@ def verify(bundle: Path, trust_file: Path, checkpoint_file: Path | None, proof_f
     held = read_bounded(checkpoint_file, "checkpoint", 1 << 16).decode(errors="replace") if checkpoint_file else None
     proof = read_bounded(proof_file, "consistency proof", 1 << 20) if proof_file else None
     revision = policy_revision_of(policy_path) if policy_path else None
-    try:
-        report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
-                                read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held,
-                                held_proof=proof, policy_revision=revision)
-    except WritError as e:  # a BundleError names the failed check
-        if not as_json:
-            raise
-        echo_json({"ok": False, "check": None, **e.as_json()})
-        sys.exit(1)
+    # a refusal is a BundleError: writ_command prints it, with --json as {ok: false, check, code, message}
+    report = verify_offline(read_bounded(bundle, "bundle", MAX_FILE_BYTES),
+                            read_bounded(trust_file, "trust root", MAX_FILE_BYTES), held_note=held, held_proof=proof,
+                            policy_revision=revision)
     if as_json:
         echo_json(report.as_json())
         return

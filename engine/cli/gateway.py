@@ -35,8 +35,8 @@ def mcp(principal: str, config_path: Path, key_file: Path | None, verbose: bool)
 
     Tools are exposed as <server>__<tool>, beside Writ's own plan tools (writ__writ_plan_propose,
     _status, _begin, _finish). The principal, its role and its groups come from the trust store
-    (`writ groups add`, merged with the policy's data.writ.groups). Point an MCP client (Claude Desktop, Claude Code) at this command; it
-    runs until the client closes stdin.
+    (`writ groups add`, merged with the policy's data.writ.groups). Point an MCP client (Claude
+    Desktop, Claude Code) at this command; it runs until the client closes stdin.
 
     \b
     Example:

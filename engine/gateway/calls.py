@@ -28,7 +28,6 @@ as failed).
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -47,10 +46,9 @@ from writ.engine.gateway.results import (
     Failed,
     deny_result,
     error_result,
-    refused_digest,
+    oversize,
     refused_result,
     result_digest,
-    result_size,
 )
 from writ.engine.gateway.sessions import request_state
 from writ.engine.gateway.steps import BoundPlan, PathRootChanged, StepChoice, check_roots, choose_step, is_candidate
@@ -310,8 +308,8 @@ class ToolCalls:
         if isinstance(result, Failed):
             return error_result(result.code, result.message, decision)
         limit = self.gateway.stores.settings.limits.max_result_bytes
-        if result_size(result, limit) > limit:  # counted without serializing; the agent never gets it
-            size, sha = result_size(result, sys.maxsize), refused_digest(result)
+        if (too_large := oversize(result, limit)) is not None:  # the agent never gets it
+            size, sha = too_large
             message = (f"the result of {entry.exposed_name} is about {size} bytes, more than limits.max_result_bytes "
                        f"({limit}): it was not passed on (its sha256 is in the audit log). The call did run "
                        "upstream; ask for less at a time")

@@ -15,7 +15,6 @@ Sampling and elicitation requests of an upstream reach this session through the 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -37,7 +36,7 @@ from writ.engine.gateway.results import (
     decision_meta,
     deny_text,
     listable,
-    refused_digest,
+    oversize,
     result_digest,
     result_size,
 )
@@ -305,12 +304,13 @@ class PassThrough:
             raise MCPError(types.INTERNAL_ERROR, f"error [{result.code}]: {result.message}",
                            data=decision_meta(decision, result.code))
         limit = self.gateway.stores.settings.limits.max_result_bytes
-        if isinstance(result, BaseModel) and result_size(result, limit) > limit:  # as a tool result's (ToolCalls)
-            size, sha = result_size(result, sys.maxsize), refused_digest(result)
+        too_large = oversize(result, limit) if isinstance(result, BaseModel) else None
+        if too_large is not None:  # as a tool result's (ToolCalls)
+            size = too_large[0]
             message = (f"the {method} result from {server!r} is about {size} bytes, more than "
                        f"limits.max_result_bytes ({limit}): it was not passed on (its sha256 is in the audit log)")
             self._record(decision, method, server, name, reasons.RESULT_TOO_LARGE, start, error={"message": message},
-                         refused=(sha, size))
+                         refused=too_large)
             raise MCPError(types.INVALID_REQUEST, f"error [{reasons.RESULT_TOO_LARGE}]: {message}",
                            data=decision_meta(decision, reasons.RESULT_TOO_LARGE))
         done("ok", result if isinstance(result, BaseModel) else None)
@@ -318,10 +318,10 @@ class PassThrough:
 
     def _record(self, decision: Decision, method: str, server: str, name: str, outcome: str,
                 start_ns: int, *, result: BaseModel | None = None, error: dict[str, Any] | None = None,
-                refused: tuple[str, int] | None = None) -> None:
+                refused: tuple[int, str] | None = None) -> None:
         """The ``request_result`` entry of an allowed request that is not a tool call (cf. ``ToolCalls.record``).
 
-        ``refused``: the sha256 and size of a result too large to pass on (nothing else of it is logged).
+        ``refused``: the size and sha256 of a result too large to pass on (nothing else of it is logged).
         """
         payload: dict[str, Any] = {
             "decision_id": decision.decision_id, "session_id": self.gateway.session.id,
@@ -331,7 +331,7 @@ class PassThrough:
             "result_sha256": result_digest(result) if result is not None else None,
         }
         if refused is not None:
-            payload["result_sha256"], payload["result_bytes"] = refused
+            payload["result_bytes"], payload["result_sha256"] = refused
         if error:
             payload["error"] = error
         self.gateway.audit("request_result", payload)

@@ -5,6 +5,7 @@
     decision_meta(decision)      # {"writ/decision": {"decision_id": ..., "allow": ..., "reasons": [...]}}
     result_digest(result)        # 'sha256:...' of a result as JSON, for the audit log
     result_size(result, limit)   # about how many bytes the result is (counting stops past ``limit``)
+    oversize(result, limit)      # (size, sha256) of a result too large to pass on, else None
 
 An allowed call's result goes back unchanged; everything here is for what the gateway says
 itself. ``listable`` is the rule for what listings leave out, and ``audit_or_log`` how the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +139,16 @@ def result_size(result: BaseModel, limit: int) -> int:
         else:
             total += 1
     return total
+
+
+def oversize(result: BaseModel, limit: int) -> tuple[int, str] | None:
+    """``(size, sha256)`` of a result over ``limit`` that must not reach the agent; None if it may pass.
+
+    The tool-call and pass-through paths both refuse such a result (``result_too_large``) and log only these.
+    """
+    if result_size(result, limit) <= limit:  # counted without serializing
+        return None
+    return result_size(result, sys.maxsize), refused_digest(result)
 
 
 def bounded_error(error: MCPError, limit: int) -> MCPError:

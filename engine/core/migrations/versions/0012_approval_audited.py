@@ -8,7 +8,7 @@ after they were stored (ADR 0009), so they take their ``received_at``.
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-15
+Create Date: 2026-11-30
 """
 
 from __future__ import annotations
